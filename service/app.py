@@ -1,0 +1,73 @@
+"""The FastAPI application: wiring of settings, model store, routes, metrics and error shapes."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from service import __version__, metrics
+from service.api import router
+from service.artifact import ArtifactError
+from service.model_store import ModelStore
+from service.settings import Settings
+from service.validation import InputError
+
+log = logging.getLogger("vigil")
+
+DESCRIPTION = """Scores feature vectors for anomalies with a scikit-learn IsolationForest.
+
+`POST /prediction` takes one vector (a JSON array of numbers in feature order, or an object
+keyed by feature name); `POST /predictions` takes a batch. `?score=true` adds the anomaly
+score s(x) in (0, 1]; higher is more anomalous.
+"""
+
+
+def _describe(err: dict) -> str:
+    where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body",))
+    where = where.replace("query.", "query parameter ")
+    return f"{where}: {err.get('msg', 'invalid')}" if where else str(err.get("msg", "invalid"))
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    store = ModelStore()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        try:
+            store.load(settings.model_path)
+        except ArtifactError as exc:
+            log.warning("starting without a model (not ready): %s", exc)
+        yield
+
+    app = FastAPI(
+        title="Vigil",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.store = store
+
+    @app.exception_handler(InputError)
+    async def input_error(_: Request, exc: InputError) -> JSONResponse:
+        return JSONResponse({"detail": exc.message}, status_code=exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse(
+            {"detail": "; ".join(_describe(e) for e in exc.errors())}, status_code=422
+        )
+
+    @app.exception_handler(Exception)
+    async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return JSONResponse({"detail": "internal server error"}, status_code=500)
+
+    app.include_router(router)
+    metrics.instrument(app)
+    return app

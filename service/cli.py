@@ -1,0 +1,150 @@
+"""Command line: ``python -m service {sample-data,train,serve}``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from service import __version__
+
+
+def _max_samples(value: str) -> int | float | str:
+    if value == "auto":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        pass
+    try:
+        return float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError("use 'auto', a row count or a fraction") from None
+
+
+def _contamination(value: str) -> float | str:
+    if value == "auto":
+        return value
+    try:
+        v = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError("use 'auto' or a number in (0, 0.5]") from None
+    if not 0 < v <= 0.5:
+        raise argparse.ArgumentTypeError("must be in (0, 0.5]")
+    return v
+
+
+def _fraction_or_count(value: str) -> int | float:
+    try:
+        return int(value)
+    except ValueError:
+        return float(value)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m service", description="Vigil anomaly detection")
+    p.add_argument("--version", action="version", version=f"vigil {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("sample-data", help="write deterministic train.csv and test.csv")
+    s.add_argument("--out-dir", default="data", help="folder for the CSVs (default: data)")
+    s.add_argument("--train-rows", type=int, default=5000)
+    s.add_argument("--test-rows", type=int, default=1000)
+    s.add_argument("--anomaly-share", type=float, default=0.03, help="share of test anomalies")
+    s.add_argument("--seed", type=int, default=7)
+
+    t = sub.add_parser("train", help="train an IsolationForest on a CSV and save the artifact")
+    t.add_argument("--data", required=True, help="CSV with a header of numeric feature columns")
+    t.add_argument("--out", default="models/model.joblib", help="artifact path")
+    t.add_argument("--exclude", action="append", default=[], help="column to skip (repeatable)")
+    t.add_argument("--n-estimators", type=int, default=100)
+    t.add_argument("--max-samples", type=_max_samples, default="auto")
+    t.add_argument("--contamination", type=_contamination, default=0.02)
+    t.add_argument("--max-features", type=_fraction_or_count, default=1.0)
+    t.add_argument("--bootstrap", action="store_true")
+    t.add_argument("--random-state", type=int, default=42)
+
+    v = sub.add_parser("serve", help="run the HTTP service (settings from VIGIL_* variables)")
+    v.add_argument("--model", help="overrides VIGIL_MODEL_PATH")
+    v.add_argument("--host", help="overrides VIGIL_HOST")
+    v.add_argument("--port", type=int, help="overrides VIGIL_PORT")
+    v.add_argument("--workers", type=int, help="overrides VIGIL_WORKERS")
+    return p
+
+
+def cmd_sample_data(args: argparse.Namespace) -> int:
+    from service import sample_data
+
+    train, test = sample_data.generate(
+        args.out_dir,
+        train_rows=args.train_rows,
+        test_rows=args.test_rows,
+        anomaly_share=args.anomaly_share,
+        seed=args.seed,
+    )
+    print(f"wrote {train} ({args.train_rows} rows) and {test} ({args.test_rows} rows)")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from service.dataset import DataError
+    from service.training import TrainingParams, train_from_csv
+
+    params = TrainingParams(
+        n_estimators=args.n_estimators,
+        max_samples=args.max_samples,
+        contamination=args.contamination,
+        max_features=args.max_features,
+        bootstrap=args.bootstrap,
+        random_state=args.random_state,
+    )
+    try:
+        model = train_from_csv(args.data, args.out, params, exclude=tuple(args.exclude))
+    except (DataError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    meta = model.metadata
+    print(
+        f"trained model {meta['version']} on {meta['n_training_rows']} rows of"
+        f" {meta['n_features']} features ({', '.join(meta['feature_names'])});"
+        f" threshold {meta['threshold']:.4f}, flags {meta['training_anomaly_ratio']:.2%}"
+        f" of training rows"
+    )
+    print(f"saved {args.out} and {args.out}.json")
+    print(json.dumps(meta["training_scores"]))
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    overrides = {
+        "VIGIL_MODEL_PATH": args.model,
+        "VIGIL_HOST": args.host,
+        "VIGIL_PORT": args.port,
+        "VIGIL_WORKERS": args.workers,
+    }
+    for key, value in overrides.items():
+        if value is not None:
+            os.environ[key] = str(value)  # workers re-read settings from the environment
+
+    from pydantic import ValidationError
+
+    from service.server import serve
+    from service.settings import Settings
+
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        print(f"error: invalid settings:\n{exc}", file=sys.stderr)
+        return 2
+    if not Path(settings.model_path).exists():
+        print(f"warning: {settings.model_path} does not exist; serving not ready", file=sys.stderr)
+    serve(settings)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler = {"sample-data": cmd_sample_data, "train": cmd_train, "serve": cmd_serve}
+    return handler[args.command](args)

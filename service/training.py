@@ -1,0 +1,110 @@
+"""Training: fit an IsolationForest and describe it. Shared by the CLI and the notebook."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import sklearn
+from sklearn.ensemble import IsolationForest
+
+from service import __version__, artifact
+from service.artifact import ModelArtifact
+from service.dataset import DataError, load_csv
+
+MIN_TRAINING_ROWS = 10
+
+
+@dataclass(frozen=True)
+class TrainingParams:
+    """The IsolationForest parameters a user may set (scikit-learn's names and meanings)."""
+
+    n_estimators: int = 100
+    max_samples: int | float | str = "auto"
+    contamination: float | str = 0.02
+    max_features: int | float = 1.0
+    bootstrap: bool = False
+    random_state: int | None = 42
+
+    def validate(self) -> None:
+        if self.n_estimators < 1:
+            raise ValueError("n_estimators must be at least 1")
+        c = self.contamination
+        if c != "auto" and not (isinstance(c, float | int) and 0 < c <= 0.5):
+            raise ValueError(f"contamination must be 'auto' or in (0, 0.5], got {c!r}")
+        m = self.max_samples
+        if isinstance(m, str) and m != "auto":
+            raise ValueError(f"max_samples must be 'auto', an int or a float, got {m!r}")
+        if isinstance(m, float) and not 0 < m <= 1:
+            raise ValueError(f"max_samples as a fraction must be in (0, 1], got {m}")
+        if isinstance(m, int) and m < 1:
+            raise ValueError(f"max_samples must be at least 1, got {m}")
+
+
+def _score_summary(anomaly_scores: np.ndarray) -> dict[str, float]:
+    q = np.quantile(anomaly_scores, [0.01, 0.05, 0.5, 0.95, 0.99])
+    return {
+        "min": float(anomaly_scores.min()),
+        "max": float(anomaly_scores.max()),
+        "mean": float(anomaly_scores.mean()),
+        "std": float(anomaly_scores.std()),
+        "p01": float(q[0]),
+        "p05": float(q[1]),
+        "p50": float(q[2]),
+        "p95": float(q[3]),
+        "p99": float(q[4]),
+    }
+
+
+def train(
+    X: np.ndarray, feature_names: list[str], params: TrainingParams | None = None
+) -> ModelArtifact:
+    """Fit an IsolationForest on ``X`` and return it with its metadata."""
+    params = params or TrainingParams()
+    params.validate()
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim != 2 or X.shape[1] != len(feature_names):
+        raise DataError(f"X has shape {X.shape}, expected (rows, {len(feature_names)})")
+    if X.shape[0] < MIN_TRAINING_ROWS:
+        raise DataError(f"{X.shape[0]} training rows; at least {MIN_TRAINING_ROWS} are needed")
+    if not np.isfinite(X).all():
+        raise DataError("training data has NaN or infinite values")
+    est = IsolationForest(**asdict(params), n_jobs=1)
+    est.fit(X)
+    raw = est.score_samples(X)
+    anomaly_scores = -raw
+    flagged = (raw - est.offset_) < 0
+    metadata: dict[str, Any] = {
+        "version": artifact.model_content_hash(est)[:12],
+        "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "feature_names": list(feature_names),
+        "n_features": len(feature_names),
+        "n_training_rows": int(X.shape[0]),
+        "params": {k: v for k, v in est.get_params().items() if k not in ("n_jobs", "verbose")},
+        "max_samples_effective": int(est.max_samples_),
+        "offset": float(est.offset_),
+        "threshold": float(-est.offset_),
+        "training_anomaly_ratio": float(flagged.mean()),
+        "training_scores": _score_summary(anomaly_scores),
+        "sklearn_version": sklearn.__version__,
+        "vigil_version": __version__,
+    }
+    return ModelArtifact(estimator=est, metadata=metadata)
+
+
+def train_from_csv(
+    data: str | Path,
+    out: str | Path,
+    params: TrainingParams | None = None,
+    *,
+    exclude: tuple[str, ...] = (),
+) -> ModelArtifact:
+    """Read a CSV, train, and save the artifact atomically at ``out``."""
+    ds = load_csv(data, exclude=exclude, min_rows=MIN_TRAINING_ROWS)
+    model = train(ds.X, ds.feature_names, params)
+    model.metadata["training_data"] = Path(data).name
+    artifact.save(model, out)
+    return model

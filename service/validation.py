@@ -1,0 +1,150 @@
+"""Turning decoded JSON into feature matrices, with 4xx-ready messages that name the problem.
+
+Transport-free: the API maps :class:`InputError` to an HTTP response with its status code.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import orjson
+
+
+class InputError(ValueError):
+    def __init__(self, message: str, status_code: int = 422) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status_code = status_code
+
+
+def _type_name(value: object) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def decode_json(body: bytes) -> object:
+    """Strict JSON: NaN and Infinity literals, and numbers beyond float range, are refused."""
+    if not body.strip():
+        raise InputError("request body is empty: send a JSON array of feature values", 400)
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        msg = str(exc)
+        if "NaN" in body.decode("utf-8", "replace") or "Infinity" in body.decode(
+            "utf-8", "replace"
+        ):
+            raise InputError(
+                "body is not valid JSON: NaN and Infinity are not JSON numbers;"
+                " feature values must be finite",
+                400,
+            ) from None
+        if "infinity" in msg:
+            where = msg.split(":", 1)[-1].strip()
+            raise InputError(
+                f"a number is too large for a float64 ({where}); feature values must be finite",
+                400,
+            ) from None
+        raise InputError(f"body is not valid JSON: {msg}", 400) from None
+
+
+class FeatureParser:
+    """Validates rows against one model's features and builds float64 matrices."""
+
+    def __init__(self, feature_names: Sequence[str]) -> None:
+        self.names = tuple(feature_names)
+        self.n = len(self.names)
+        self._index = {name: i for i, name in enumerate(self.names)}
+        self._expected = f"{self.n} features ({', '.join(self.names)})"
+
+    def _row(self, value: object, where: str) -> list:
+        if type(value) is list:
+            if len(value) != self.n:
+                if any(type(v) is list for v in value):
+                    raise InputError(
+                        f"{where}nested arrays are not accepted: expected one flat array of"
+                        f" {self._expected} (several rows go to /predictions)"
+                    )
+                if not value:
+                    raise InputError(f"{where}empty array: expected {self._expected}")
+                raise InputError(f"{where}expected {self._expected}, got {len(value)}")
+            for i, v in enumerate(value):
+                t = type(v)
+                if t is not float and t is not int:
+                    if t is list:
+                        raise InputError(
+                            f"{where}feature {i} ({self.names[i]}) is an array; send one flat"
+                            " array of numbers per row (several rows go to /predictions)"
+                        )
+                    raise InputError(
+                        f"{where}feature {i} ({self.names[i]}) must be a number,"
+                        f" got {_type_name(v)}"
+                    )
+            return value
+        if type(value) is dict:
+            missing = [n for n in self.names if n not in value]
+            unknown = [k for k in value if k not in self._index]
+            if missing or unknown:
+                parts = []
+                if missing:
+                    parts.append(f"missing {', '.join(missing)}")
+                if unknown:
+                    parts.append(f"unknown {', '.join(map(str, unknown))}")
+                raise InputError(f"{where}expected {self._expected}: {'; '.join(parts)}")
+            return self._row([value[n] for n in self.names], where)
+        raise InputError(
+            f"{where}expected an array of {self._expected} or an object keyed by feature name,"
+            f" got {_type_name(value)}"
+        )
+
+    def _matrix(self, rows: list[list], where_of_row) -> np.ndarray:
+        try:
+            X = np.array(rows, dtype=np.float64)
+        except OverflowError:
+            X = None
+        if X is None or not np.isfinite(X).all():
+            for r, row in enumerate(rows):
+                for i, v in enumerate(row):
+                    try:
+                        finite = math.isfinite(float(v))
+                    except OverflowError:
+                        finite = False
+                    if not finite:
+                        raise InputError(
+                            f"{where_of_row(r)}feature {i} ({self.names[i]}) is out of range:"
+                            " values must be finite float64 numbers"
+                        )
+        return X
+
+    def one(self, value: object) -> np.ndarray:
+        """A single row: shape (1, n_features)."""
+        return self._matrix([self._row(value, "")], lambda r: "")
+
+    def many(self, value: object, max_rows: int) -> np.ndarray:
+        """A batch of rows: shape (rows, n_features)."""
+        if type(value) is not list:
+            raise InputError(f"expected a JSON array of rows, got {_type_name(value)}")
+        if not value:
+            raise InputError("empty batch: send at least one row")
+        if len(value) > max_rows:
+            raise InputError(
+                f"batch has {len(value)} rows; the limit is {max_rows} (VIGIL_MAX_BATCH_ROWS)",
+                413,
+            )
+        if type(value[0]) in (int, float):
+            raise InputError(
+                f"expected an array of rows (arrays of {self._expected}), got a flat array;"
+                " a single row goes to /prediction or is wrapped as [[...]]"
+            )
+        rows = [self._row(v, f"row {r}: ") for r, v in enumerate(value)]
+        return self._matrix(rows, lambda r: f"row {r}: ")
