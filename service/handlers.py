@@ -24,7 +24,7 @@ async def score(model: Model, X: np.ndarray, *, endpoint: str, inline_rows: int)
     Small inputs on the compiled forest take microseconds and run on the event loop; anything
     larger runs in a worker thread so the loop never blocks on scikit-learn.
     """
-    if model.fast_path and X.shape[0] <= inline_rows:
+    if X.shape[0] <= inline_rows:
         scores, seconds = _timed_score(model, X)
     else:
         scores, seconds = await anyio.to_thread.run_sync(_timed_score, model, X)

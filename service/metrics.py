@@ -39,17 +39,29 @@ INFERENCE_SECONDS = Histogram(
 ROWS_PER_REQUEST = Histogram(
     "vigil_rows_per_request", "Rows in each scored request.", ["endpoint"], buckets=ROWS_BUCKETS
 )
+# multiprocess_mode applies with several workers: live workers only, combined as named.
 MODEL_INFO = Gauge(
-    "vigil_model_info", "The loaded model (value 1), labelled with its version.", ["version"]
+    "vigil_model_info",
+    "The loaded model (value 1), labelled with its version.",
+    ["version"],
+    multiprocess_mode="livemax",
 )
 MODEL_LOADED_AT = Gauge(
-    "vigil_model_loaded_timestamp_seconds", "Unix time the loaded model was loaded."
+    "vigil_model_loaded_timestamp_seconds",
+    "Unix time the loaded model was loaded.",
+    multiprocess_mode="livemax",
 )
-MODEL_READY = Gauge("vigil_model_ready", "1 while a model is loaded and serving, else 0.")
+MODEL_READY = Gauge(
+    "vigil_model_ready",
+    "1 while a model is loaded and serving (in every worker), else 0.",
+    multiprocess_mode="livemin",
+)
 MODEL_EXPECTED_ANOMALY_RATIO = Gauge(
     "vigil_model_expected_anomaly_ratio",
     "Share of training rows the loaded model flags: the anomaly rate to expect on normal traffic.",
+    multiprocess_mode="livemax",
 )
+_current_version: str | None = None
 
 for _outcome in ("anomaly", "normal"):
     PREDICTIONS.labels(outcome=_outcome)
@@ -86,8 +98,13 @@ def observe_many(histogram: Histogram, values: np.ndarray) -> None:
 
 
 def set_model(version: str, loaded_at: float, expected_anomaly_ratio: float) -> None:
-    MODEL_INFO.clear()
+    global _current_version
+    if _current_version is not None and _current_version != version:
+        # Zero the old series first: with several workers, clear() would not reach the file.
+        MODEL_INFO.labels(version=_current_version).set(0)
+        MODEL_INFO.remove(_current_version)
     MODEL_INFO.labels(version=version).set(1)
+    _current_version = version
     MODEL_LOADED_AT.set(loaded_at)
     MODEL_READY.set(1)
     MODEL_EXPECTED_ANOMALY_RATIO.set(expected_anomaly_ratio)

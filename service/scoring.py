@@ -9,15 +9,12 @@ from pathlib import Path
 import numpy as np
 
 from service.artifact import ArtifactError, ModelArtifact
+from service.fastforest import CompiledForest
 from service.validation import FeatureParser
 
-try:
-    from service.fastforest import CompiledForest
-except ImportError:  # pragma: no cover - the fast path is optional
-    CompiledForest = None  # type: ignore[assignment,misc]
-
-# Up to this many rows the compiled forest beats scikit-learn's fixed per-call overhead.
-FAST_PATH_MAX_ROWS = 256
+# Up to this many rows the compiled forest beats scikit-learn's fixed per-call overhead
+# (measured by bench/bench_fastforest.py: sklearn only wins from about 4,000-6,000 rows).
+FAST_PATH_MAX_ROWS = 2000
 
 
 @dataclass(frozen=True)
@@ -42,16 +39,15 @@ class Model:
         self.offset = float(self.estimator.offset_)
         self.parser = FeatureParser(self.feature_names)
         self.loaded_at = time.time()
-        self._fast = CompiledForest.from_estimator(self.estimator) if CompiledForest else None
+        try:
+            self._fast = CompiledForest.from_estimator(self.estimator)
+        except ValueError as exc:
+            raise ArtifactError(source or "model", f"cannot compile the forest: {exc}") from None
         self._smoke_check()
 
-    @property
-    def fast_path(self) -> bool:
-        return self._fast is not None
-
     def score_samples(self, X: np.ndarray) -> np.ndarray:
-        """scikit-learn's ``score_samples``, through the compiled forest for small inputs."""
-        if self._fast is not None and X.shape[0] <= FAST_PATH_MAX_ROWS:
+        """scikit-learn's ``score_samples``, bit for bit; the compiled forest for small inputs."""
+        if X.shape[0] <= FAST_PATH_MAX_ROWS:
             return self._fast.score_samples(X)
         return self.estimator.score_samples(X)
 
@@ -70,7 +66,7 @@ class Model:
         got = self.score_samples(probe)
         if not (np.all(np.isfinite(got)) and np.all((got < 0) & (got >= -1))):
             raise ArtifactError(self.source or "model", "scores out of range on probe rows")
-        if not np.allclose(got, expected, rtol=0, atol=1e-12):
+        if not np.array_equal(got, expected):
             raise ArtifactError(self.source or "model", "fast path disagrees with scikit-learn")
         if stats and not (0 < stats.get("min", 0.5) <= stats.get("max", 0.5) <= 1):
             raise ArtifactError(self.source or "model", "inconsistent training score stats")

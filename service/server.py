@@ -1,12 +1,20 @@
-"""Running the app under uvicorn from the settings."""
+"""Running the app under uvicorn from the settings, with one or several worker processes."""
 
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
+from pathlib import Path
 
 import uvicorn
+from uvicorn.supervisors import Multiprocess
 
 from service.settings import Settings
+
+log = logging.getLogger("vigil")
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def configure_logging(level: str) -> None:
@@ -15,18 +23,54 @@ def configure_logging(level: str) -> None:
     )
 
 
+class Supervisor(Multiprocess):
+    """uvicorn's worker supervisor, plus: a dead worker's live gauges are dropped.
+
+    Counters and histograms of a dead worker stay in the files (they are totals); its
+    ``live*`` gauges must go, or a crashed worker would report a model forever.
+    """
+
+    def keep_subprocess_alive(self) -> None:
+        before = {p.pid for p in self.processes}
+        super().keep_subprocess_alive()
+        from prometheus_client import multiprocess
+
+        for pid in before - {p.pid for p in self.processes}:
+            if pid is not None:
+                multiprocess.mark_process_dead(pid)
+
+
+def prepare_metrics_dir(settings: Settings) -> Path:
+    """Point prometheus_client's multiprocess mode at a folder with no metric files left from an
+    earlier run (only its ``*.db`` files are removed), before any worker starts."""
+    path = settings.metrics_dir or Path(tempfile.mkdtemp(prefix="vigil-metrics-"))
+    path.mkdir(parents=True, exist_ok=True)
+    for stale in path.glob("*.db"):
+        stale.unlink()
+    os.environ[MULTIPROC_ENV] = str(path)
+    return path
+
+
 def serve(settings: Settings | None = None) -> None:
     settings = settings or Settings()
     configure_logging(settings.log_level)
-    uvicorn.run(
+    if settings.workers > 1:
+        metrics_dir = prepare_metrics_dir(settings)
+        log.info("%d workers; metrics in %s", settings.workers, metrics_dir)
+    config = uvicorn.Config(
         "service.app:create_app",
         factory=True,
         host=settings.host,
         port=settings.port,
-        workers=settings.workers if settings.workers > 1 else None,
+        workers=settings.workers,
         log_level=settings.log_level,
         access_log=settings.access_log,
         loop="uvloop",
         http="httptools",
         timeout_graceful_shutdown=30,
     )
+    if settings.workers > 1:
+        sock = config.bind_socket()
+        Supervisor(config, sockets=[sock]).run()
+    else:
+        uvicorn.Server(config).run()

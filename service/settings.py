@@ -19,6 +19,13 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="Address to listen on.")
     port: int = Field(8000, ge=0, le=65535, description="Port to listen on.")
     workers: int = Field(1, ge=1, le=64, description="Number of uvicorn worker processes.")
+    metrics_dir: Path | None = Field(
+        None,
+        description=(
+            "With several workers, where their metric files go (wiped at start);"
+            " a fresh temporary folder when unset."
+        ),
+    )
     log_level: Literal["critical", "error", "warning", "info", "debug"] = Field(
         "info", description="Log level of the service and uvicorn."
     )
@@ -30,7 +37,7 @@ class Settings(BaseSettings):
         4 * 1024 * 1024, ge=1024, description="Largest request body accepted (more is 413)."
     )
     inline_rows: int = Field(
-        64,
+        16,
         ge=0,
         description=(
             "Batches up to this many rows are scored on the event loop (microseconds);"

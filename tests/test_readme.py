@@ -14,7 +14,12 @@ def test_every_setting_is_documented_with_its_default():
         var = f"VIGIL_{name.upper()}"
         assert var in rows, f"{var} is not in the README's settings table"
         default = field.default
-        shown = str(default).lower() if isinstance(default, bool) else str(default)
+        if default is None:
+            shown = ""
+        elif isinstance(default, bool):
+            shown = str(default).lower()
+        else:
+            shown = str(default)
         assert rows[var] == shown, f"{var}: README says {rows[var]}, code says {shown}"
 
 
