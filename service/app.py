@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from contextlib import asynccontextmanager
+import signal
+from contextlib import asynccontextmanager, suppress
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from starlette.requests import ClientDisconnect
 
-from service import __version__, metrics
+from service import __version__, admin, metrics
 from service.api import router
 from service.artifact import ArtifactError
 from service.model_store import ModelStore
@@ -36,13 +39,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     store = ModelStore()
 
+    reloads: set[asyncio.Task] = set()
+
+    def on_sighup() -> None:
+        task = asyncio.get_running_loop().create_task(admin.reload_model(store, settings))
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         try:
             store.load(settings.model_path)
         except ArtifactError as exc:
             log.warning("starting without a model (not ready): %s", exc)
+        loop = asyncio.get_running_loop()
+        try:
+            loop.add_signal_handler(signal.SIGHUP, on_sighup)
+        except (ValueError, RuntimeError, NotImplementedError):
+            log.debug("not in the main thread: SIGHUP reload is off")
         yield
+        with suppress(ValueError, RuntimeError, NotImplementedError):
+            loop.remove_signal_handler(signal.SIGHUP)
 
     app = FastAPI(
         title="Vigil",
@@ -63,11 +80,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             {"detail": "; ".join(_describe(e) for e in exc.errors())}, status_code=422
         )
 
+    @app.exception_handler(ClientDisconnect)
+    async def client_gone(_: Request, __: ClientDisconnect) -> Response:
+        # The client hung up mid-body: nobody reads this answer. 499 keeps it out of the 5xx
+        # error budget (nginx's "client closed request").
+        return Response(status_code=499)
+
     @app.exception_handler(Exception)
     async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return JSONResponse({"detail": "internal server error"}, status_code=500)
 
     app.include_router(router)
+    app.include_router(admin.router)
     metrics.instrument(app)
     return app

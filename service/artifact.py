@@ -13,15 +13,20 @@ import io
 import json
 import os
 import tempfile
-from dataclasses import dataclass
+import threading
+from importlib.metadata import version as installed_version
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import joblib
-import sklearn
-from sklearn.ensemble import IsolationForest
+
+from service.fastforest import CompiledForest
+
+if TYPE_CHECKING:
+    from sklearn.ensemble import IsolationForest
 
 FORMAT_VERSION = 1
+SKLEARN_VERSION = installed_version("scikit-learn")
 
 
 class ArtifactError(Exception):
@@ -38,14 +43,53 @@ class ArtifactError(Exception):
         return f"{self.path.name}: {self.reason}"
 
 
-@dataclass(frozen=True)
 class ModelArtifact:
-    estimator: IsolationForest
-    metadata: dict[str, Any]
+    """A trained model as stored: metadata, the compiled forest, and the estimator's bytes.
+
+    Serving needs only the compiled forest (numpy arrays), so loading an artifact does not
+    import scikit-learn, which costs about 100 MB per worker. The estimator itself is
+    unpickled on first use, for large batches where scikit-learn is the faster path; its
+    bytes come from the same hash-checked file.
+    """
+
+    def __init__(
+        self,
+        metadata: dict[str, Any],
+        forest: CompiledForest,
+        estimator_bytes: bytes,
+        *,
+        sha256: str | None = None,
+        estimator: IsolationForest | None = None,
+    ) -> None:
+        self.metadata = metadata
+        self.forest = forest
+        self.estimator_bytes = estimator_bytes
+        self.sha256 = sha256
+        """The artifact file's hash, when it was loaded from a file."""
+        self._estimator = estimator
+        self._lock = threading.Lock()
 
     @property
     def version(self) -> str:
         return str(self.metadata["version"])
+
+    def estimator(self) -> IsolationForest:
+        """The scikit-learn estimator, unpickled once on first use."""
+        with self._lock:
+            if self._estimator is None:
+                from sklearn.ensemble import IsolationForest
+
+                est = joblib.load(io.BytesIO(self.estimator_bytes))
+                if not isinstance(est, IsolationForest):
+                    raise ArtifactError("model", "does not hold a fitted IsolationForest")
+                self._estimator = est
+            return self._estimator
+
+
+def serialize(estimator: IsolationForest) -> bytes:
+    buf = io.BytesIO()
+    joblib.dump(estimator, buf)
+    return buf.getvalue()
 
 
 def manifest_path(path: str | Path) -> Path:
@@ -53,11 +97,9 @@ def manifest_path(path: str | Path) -> Path:
     return path.with_name(path.name + ".json")
 
 
-def model_content_hash(estimator: IsolationForest) -> str:
+def content_hash(estimator_bytes: bytes) -> str:
     """SHA-256 of the fitted estimator's serialized bytes: the same fit gives the same hash."""
-    buf = io.BytesIO()
-    joblib.dump(estimator, buf)
-    return hashlib.sha256(buf.getvalue()).hexdigest()
+    return hashlib.sha256(estimator_bytes).hexdigest()
 
 
 def file_sha256(path: Path) -> str:
@@ -86,7 +128,12 @@ def _atomic_write(path: Path, write) -> None:
 def save(artifact: ModelArtifact, path: str | Path) -> Path:
     """Write the artifact and its manifest atomically; returns the manifest's path."""
     path = Path(path)
-    payload = {"format": FORMAT_VERSION, "model": artifact.estimator, "metadata": artifact.metadata}
+    payload = {
+        "format": FORMAT_VERSION,
+        "metadata": artifact.metadata,
+        "forest": artifact.forest.to_state(),
+        "estimator": artifact.estimator_bytes,
+    }
     _atomic_write(path, lambda fh: joblib.dump(payload, fh))
     manifest = {
         "format": FORMAT_VERSION,
@@ -121,7 +168,7 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
 
 
 def _sklearn_compatible(trained_with: str) -> bool:
-    return trained_with.split(".")[:2] == sklearn.__version__.split(".")[:2]
+    return trained_with.split(".")[:2] == SKLEARN_VERSION.split(".")[:2]
 
 
 def load(path: str | Path) -> ModelArtifact:
@@ -143,7 +190,7 @@ def load(path: str | Path) -> ModelArtifact:
         raise ArtifactError(
             path,
             f"trained with scikit-learn {trained_with}; this service runs"
-            f" {sklearn.__version__} (re-train it with this version)",
+            f" {SKLEARN_VERSION} (re-train it with this version)",
         )
     try:
         payload = joblib.load(path)
@@ -151,17 +198,22 @@ def load(path: str | Path) -> ModelArtifact:
         raise ArtifactError(path, f"model file cannot be read: {type(exc).__name__}") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT_VERSION:
         raise ArtifactError(path, "not a Vigil model artifact")
-    est, file_meta = payload.get("model"), payload.get("metadata")
-    if not isinstance(est, IsolationForest) or not hasattr(est, "offset_"):
-        raise ArtifactError(path, "does not hold a fitted IsolationForest")
-    if file_meta != meta:
+    if payload.get("metadata") != meta:
         raise ArtifactError(path, "metadata differs from its manifest")
-    if est.n_features_in_ != meta.get("n_features") or len(meta.get("feature_names", [])) != (
-        est.n_features_in_
+    est_bytes = payload.get("estimator")
+    if not isinstance(est_bytes, bytes) or content_hash(est_bytes)[:12] != meta.get("version"):
+        raise ArtifactError(path, "the estimator does not match the model version")
+    try:
+        forest = CompiledForest.from_state(payload.get("forest"))
+    except ValueError as exc:
+        raise ArtifactError(path, str(exc)) from None
+    names = meta.get("feature_names")
+    if not isinstance(names, list) or not (
+        forest.n_features == meta.get("n_features") == len(names)
     ):
         raise ArtifactError(
             path,
-            f"the model takes {est.n_features_in_} features, metadata says"
-            f" {meta.get('n_features')} ({meta.get('feature_names')})",
+            f"the model takes {forest.n_features} features, metadata says"
+            f" {meta.get('n_features')} ({names})",
         )
-    return ModelArtifact(estimator=est, metadata=meta)
+    return ModelArtifact(meta, forest, est_bytes, sha256=actual)

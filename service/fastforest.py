@@ -42,11 +42,25 @@ re-run ``tests/test_fastforest.py`` whenever the pinned sklearn or numpy version
 from __future__ import annotations
 
 import numbers
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sklearn.ensemble import IsolationForest
+
+if TYPE_CHECKING:  # scikit-learn is only needed to compile, not to score
+    from sklearn.ensemble import IsolationForest
 
 __all__ = ["CompiledForest", "anomaly_mask"]
+
+# Arrays of a compiled forest's state, with their dtypes: see to_state / from_state.
+_STATE_ARRAYS = {
+    "roots": np.intp,
+    "feature": np.intp,
+    "threshold": np.float64,
+    "left": np.intp,
+    "missing_left": np.bool_,
+    "value": np.float64,
+    "denominator": np.float64,
+}
 
 _TREE_LEAF = -1
 
@@ -151,6 +165,8 @@ class CompiledForest:
     @classmethod
     def from_estimator(cls, est: IsolationForest) -> CompiledForest:
         """Compile a fitted ``IsolationForest`` (dense input, scikit-learn 1.9.x)."""
+        from sklearn.ensemble import IsolationForest
+
         if not isinstance(est, IsolationForest):
             raise TypeError(f"expected a fitted IsolationForest, got {type(est).__name__}")
         if not hasattr(est, "estimators_"):
@@ -241,6 +257,54 @@ class CompiledForest:
             denominator=denominator,
             offset=est.offset_,
         )
+
+    def to_state(self) -> dict[str, Any]:
+        """Plain numbers and numpy arrays: loadable without scikit-learn (see from_state)."""
+        state: dict[str, Any] = {
+            "n_features": self.n_features,
+            "n_levels": self._n_levels,
+            "offset": float(self.offset),
+        }
+        for name in _STATE_ARRAYS:
+            state[name] = np.array(getattr(self, f"_{name}"))
+        return state
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> CompiledForest:
+        """Rebuild from :meth:`to_state`, checking every index so that no state can make
+        scoring read outside its arrays. Raises ValueError on any inconsistency."""
+        if not isinstance(state, dict) or set(state) != {
+            "n_features", "n_levels", "offset", *_STATE_ARRAYS
+        }:  # fmt: skip
+            raise ValueError("compiled forest state has the wrong fields")
+        arrays = {}
+        for name, dtype in _STATE_ARRAYS.items():
+            arr = state[name]
+            if not isinstance(arr, np.ndarray) or arr.ndim != 1 or arr.dtype != dtype:
+                raise ValueError(f"compiled forest state: {name} is not a 1-D {dtype} array")
+            arrays[name] = arr.copy()
+        n_features, n_levels = state["n_features"], state["n_levels"]
+        if not (isinstance(n_features, int) and n_features >= 1):
+            raise ValueError("compiled forest state: bad n_features")
+        if not (isinstance(n_levels, int) and 0 <= n_levels <= 10_000):
+            raise ValueError("compiled forest state: bad n_levels")
+        n_nodes = arrays["feature"].shape[0]
+        if not (
+            arrays["roots"].shape[0] >= 1
+            and arrays["denominator"].shape == (1,)
+            and all(arrays[k].shape[0] == n_nodes for k in ("threshold", "left",
+                                                            "missing_left", "value"))
+            and np.all((arrays["roots"] >= 0) & (arrays["roots"] < n_nodes))
+            and np.all((arrays["feature"] >= 0) & (arrays["feature"] < n_features))
+            and np.all((arrays["left"] >= 0) & (arrays["left"] < n_nodes))
+        ):  # fmt: skip
+            raise ValueError("compiled forest state: node indices out of range")
+        # A node may step to left + 1 unless it is a leaf (threshold +inf, NaN stays left).
+        may_go_right = (arrays["threshold"] != np.inf) | ~arrays["missing_left"]
+        if np.any(may_go_right & (arrays["left"] + 1 >= n_nodes)):
+            raise ValueError("compiled forest state: a right child is out of range")
+        return cls(n_features=n_features, n_levels=n_levels, offset=float(state["offset"]),
+                   **arrays)  # fmt: skip
 
     def score_samples(self, X: np.ndarray) -> np.ndarray:
         """Same as est.score_samples(X): float64 array of shape (n_rows,). X is a 2-D float64 array (n_rows, n_features)."""  # noqa: E501

@@ -132,3 +132,12 @@ def instrument(app: FastAPI) -> None:
     instrumentator.add(http_metrics.latency(buckets=LATENCY_BUCKETS, should_include_status=False))
     instrumentator.instrument(app)
     instrumentator.expose(app, include_in_schema=False, should_gzip=False)
+
+
+RELOADS = Counter("vigil_model_reloads", "Model reload attempts, by result.", ["result"])
+for _result in ("reloaded", "unchanged", "refused"):
+    RELOADS.labels(result=_result)
+
+
+def record_reload(result: str) -> None:
+    RELOADS.labels(result=result).inc()

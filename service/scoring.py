@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 
 from service.artifact import ArtifactError, ModelArtifact
-from service.fastforest import CompiledForest
 from service.validation import FeatureParser
 
 # Up to this many rows the compiled forest beats scikit-learn's fixed per-call overhead
@@ -31,25 +30,21 @@ class Model:
     def __init__(self, art: ModelArtifact, source: Path | None = None) -> None:
         self.source = source
         self.artifact = art
-        self.estimator = art.estimator
         self.metadata = art.metadata
         self.version = art.version
         self.feature_names: tuple[str, ...] = tuple(art.metadata["feature_names"])
         self.n_features = len(self.feature_names)
-        self.offset = float(self.estimator.offset_)
+        self.offset = float(art.metadata["offset"])
         self.parser = FeatureParser(self.feature_names)
         self.loaded_at = time.time()
-        try:
-            self._fast = CompiledForest.from_estimator(self.estimator)
-        except ValueError as exc:
-            raise ArtifactError(source or "model", f"cannot compile the forest: {exc}") from None
+        self._forest = art.forest
         self._smoke_check()
 
     def score_samples(self, X: np.ndarray) -> np.ndarray:
         """scikit-learn's ``score_samples``, bit for bit; the compiled forest for small inputs."""
         if X.shape[0] <= FAST_PATH_MAX_ROWS:
-            return self._fast.score_samples(X)
-        return self.estimator.score_samples(X)
+            return self._forest.score_samples(X)
+        return self.artifact.estimator().score_samples(X)
 
     def score(self, X: np.ndarray) -> Scores:
         raw = self.score_samples(X)
@@ -57,16 +52,16 @@ class Model:
         return Scores(anomaly_score=-raw, is_anomaly=(raw - self.offset) < 0)
 
     def _smoke_check(self) -> None:
-        """Score a few probe rows both ways before this model may serve."""
-        stats = self.metadata.get("training_scores", {})
-        probe = np.zeros((3, self.n_features))
-        probe[1] += 1.0
-        probe[2] -= 1e6
-        expected = self.estimator.score_samples(probe)
-        got = self.score_samples(probe)
-        if not (np.all(np.isfinite(got)) and np.all((got < 0) & (got >= -1))):
-            raise ArtifactError(self.source or "model", "scores out of range on probe rows")
+        """The compiled forest must give, bit for bit, the scores scikit-learn gave at training."""
+        where = self.source or "model"
+        if self._forest.offset != self.offset:
+            raise ArtifactError(where, "the forest's offset differs from the metadata's")
+        probe = self.metadata.get("probe") or {}
+        try:
+            rows = np.asarray(probe["rows"], dtype=np.float64)
+            expected = np.asarray(probe["score_samples"], dtype=np.float64)
+            got = self._forest.score_samples(rows)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ArtifactError(where, f"probe rows unusable: {exc}") from None
         if not np.array_equal(got, expected):
-            raise ArtifactError(self.source or "model", "fast path disagrees with scikit-learn")
-        if stats and not (0 < stats.get("min", 0.5) <= stats.get("max", 0.5) <= 1):
-            raise ArtifactError(self.source or "model", "inconsistent training score stats")
+            raise ArtifactError(where, "the model does not reproduce its training-time scores")

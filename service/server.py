@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import tempfile
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from service.settings import Settings
 log = logging.getLogger("vigil")
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+SUPERVISOR_ENV = "VIGIL_SUPERVISOR_PID"
 
 
 def configure_logging(level: str) -> None:
@@ -24,11 +26,20 @@ def configure_logging(level: str) -> None:
 
 
 class Supervisor(Multiprocess):
-    """uvicorn's worker supervisor, plus: a dead worker's live gauges are dropped.
+    """uvicorn's worker supervisor, with two changes.
 
-    Counters and histograms of a dead worker stay in the files (they are totals); its
-    ``live*`` gauges must go, or a crashed worker would report a model forever.
+    SIGHUP is passed on to every worker, each of which reloads its model in place and keeps
+    the old one if the new file fails a check (uvicorn's default would restart the workers,
+    and a worker restarted onto a bad file would serve nothing). And a dead worker's live
+    gauges are dropped: its counters stay in the files (they are totals), but a crashed
+    worker must not report a model forever.
     """
+
+    def handle_hup(self) -> None:
+        log.info("SIGHUP: asking %d workers to reload the model", len(self.processes))
+        for process in self.processes:
+            if process.pid is not None and process.process.is_alive():
+                os.kill(process.pid, signal.SIGHUP)
 
     def keep_subprocess_alive(self) -> None:
         before = {p.pid for p in self.processes}
@@ -67,9 +78,10 @@ def serve(settings: Settings | None = None) -> None:
         access_log=settings.access_log,
         loop="uvloop",
         http="httptools",
-        timeout_graceful_shutdown=30,
+        timeout_graceful_shutdown=settings.graceful_timeout,
     )
     if settings.workers > 1:
+        os.environ[SUPERVISOR_ENV] = str(os.getpid())
         sock = config.bind_socket()
         Supervisor(config, sockets=[sock]).run()
     else:

@@ -4,7 +4,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -35,6 +35,13 @@ class Settings(BaseSettings):
     )
     max_body_bytes: int = Field(
         4 * 1024 * 1024, ge=1024, description="Largest request body accepted (more is 413)."
+    )
+    admin_token: SecretStr | None = Field(
+        None,
+        description="Turns on POST /admin/reload for callers that send it as a Bearer token.",
+    )
+    graceful_timeout: int = Field(
+        30, ge=0, description="Seconds in-flight requests get to finish after SIGTERM."
     )
     inline_rows: int = Field(
         16,

@@ -14,6 +14,7 @@ from sklearn.ensemble import IsolationForest
 from service import __version__, artifact
 from service.artifact import ModelArtifact
 from service.dataset import DataError, load_csv
+from service.fastforest import CompiledForest
 
 MIN_TRAINING_ROWS = 10
 
@@ -75,10 +76,14 @@ def train(
     est = IsolationForest(**asdict(params), n_jobs=1)
     est.fit(X)
     raw = est.score_samples(X)
-    anomaly_scores = -raw
+    forest = CompiledForest.from_estimator(est)
+    if not np.array_equal(forest.score_samples(X), raw):
+        raise RuntimeError("the compiled forest disagrees with scikit-learn on the training data")
+    probe = _probe_rows(X)
     flagged = (raw - est.offset_) < 0
+    est_bytes = artifact.serialize(est)
     metadata: dict[str, Any] = {
-        "version": artifact.model_content_hash(est)[:12],
+        "version": artifact.content_hash(est_bytes)[:12],
         "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "feature_names": list(feature_names),
         "n_features": len(feature_names),
@@ -88,11 +93,19 @@ def train(
         "offset": float(est.offset_),
         "threshold": float(-est.offset_),
         "training_anomaly_ratio": float(flagged.mean()),
-        "training_scores": _score_summary(anomaly_scores),
+        "training_scores": _score_summary(-raw),
+        # Rows and scikit-learn's scores for them: a loaded model must reproduce them exactly.
+        "probe": {"rows": probe.tolist(), "score_samples": est.score_samples(probe).tolist()},
         "sklearn_version": sklearn.__version__,
         "vigil_version": __version__,
     }
-    return ModelArtifact(estimator=est, metadata=metadata)
+    return ModelArtifact(metadata, forest, est_bytes, estimator=est)
+
+
+def _probe_rows(X: np.ndarray) -> np.ndarray:
+    """Typical, extreme and far-out rows of the training data."""
+    mean, std = X.mean(axis=0), X.std(axis=0)
+    return np.vstack([mean, X.min(axis=0), X.max(axis=0), mean + 10 * std + 1, X[0]])
 
 
 def train_from_csv(

@@ -22,11 +22,19 @@ def run_tester(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_summary_counts_what_the_model_flags(live_server, data_dir, model_path):
-    proc = run_tester("--url", live_server.url, "--data", str(data_dir / "test.csv"),
-                      "--limit", "200", "--score-every", "7")  # fmt: skip
+    proc = run_tester(
+        "--url",
+        live_server.url,
+        "--data",
+        str(data_dir / "test.csv"),
+        "--limit",
+        "200",
+        "--score-every",
+        "7",
+    )
     assert proc.returncode == 0, proc.stderr
     ds = load_csv(data_dir / "test.csv", label_column="label")
-    flagged = int((artifact.load(model_path).estimator.predict(ds.X[:200]) == -1).sum())
+    flagged = int((artifact.load(model_path).estimator().predict(ds.X[:200]) == -1).sum())
     assert f"requests: 200  anomalies: {flagged}  errors: 0 (none)" in proc.stdout
     assert "latency p50:" in proc.stdout and "p99:" in proc.stdout
 

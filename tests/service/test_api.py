@@ -23,7 +23,7 @@ def client(model_path):
 
 @pytest.fixture(scope="module")
 def estimator(model_path):
-    return artifact.load(model_path).estimator
+    return artifact.load(model_path).estimator()
 
 
 def test_seed_request_answers_like_sklearn(client, estimator):
@@ -182,8 +182,11 @@ def test_without_a_model_it_is_live_not_ready_and_503(tmp_path, corrupt_model, w
         assert ready.json()["status"] == "not ready"
         assert reason in ready.json()["reason"]
         assert str(tmp_path) not in ready.json()["reason"]
-        for method, path_ in [("POST", "/prediction"), ("POST", "/predictions"),
-                              ("GET", "/model_information")]:  # fmt: skip
+        for method, path_ in [
+            ("POST", "/prediction"),
+            ("POST", "/predictions"),
+            ("GET", "/model_information"),
+        ]:
             r = c.request(method, path_, json=[0.1, 0.1])
             assert r.status_code == 503
             assert r.json()["detail"].startswith("no model loaded: ")

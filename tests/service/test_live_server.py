@@ -12,7 +12,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_every_test_row_matches_sklearn(live_server, model_path, data_dir):
-    est = artifact.load(model_path).estimator
+    est = artifact.load(model_path).estimator()
     ds = load_csv(data_dir / "test.csv", label_column="label")
     expected_pred = est.predict(ds.X)
     expected_score = -est.score_samples(ds.X)
@@ -37,7 +37,7 @@ def test_every_test_row_matches_sklearn(live_server, model_path, data_dir):
 def test_metrics_count_exactly_what_was_sent(tmp_path, model_path):
     server = start_server(model_path, tmp_path)
     try:
-        est = artifact.load(model_path).estimator
+        est = artifact.load(model_path).estimator()
         rows = [[0.0, 0.1], [0.5, 0.5], [0.01, 0.09], [-0.4, 0.45]]
         flagged = int((est.predict(np.array(rows)) == -1).sum())
         url = server.url
@@ -102,7 +102,9 @@ def test_not_ready_server_answers_503(tmp_path):
         assert r.status_code == 503
         m = scrape(server.url)
         assert metric(m, "vigil_model_ready") == 0
-        assert metric(m, "http_requests_total", handler="/prediction", method="POST",
-                      status="503") == 1  # fmt: skip
+        assert (
+            metric(m, "http_requests_total", handler="/prediction", method="POST", status="503")
+            == 1
+        )
     finally:
         server.stop()

@@ -17,7 +17,7 @@ def test_artifact_metadata_describes_the_model(tmp_path, data_dir):
     model = train_from_csv(data_dir / "train.csv", out, params)
     loaded = artifact.load(out)
     meta = loaded.metadata
-    est = loaded.estimator
+    est = loaded.estimator()
 
     assert meta == model.metadata
     assert meta["feature_names"] == ["mean", "sd"]
@@ -51,6 +51,8 @@ def test_a_failed_write_leaves_the_old_artifact_in_place(tmp_path, data_dir, mon
     out = tmp_path / "m.joblib"
     first = train_from_csv(data_dir / "train.csv", out, TrainingParams(n_estimators=10))
     before = out.read_bytes()
+    X = np.loadtxt(data_dir / "train.csv", delimiter=",", skiprows=1)
+    second = train(X, ["mean", "sd"], TrainingParams(n_estimators=30))
 
     def crash(obj, fh, *args, **kwargs):
         fh.write(b"half an artifact")
@@ -58,7 +60,7 @@ def test_a_failed_write_leaves_the_old_artifact_in_place(tmp_path, data_dir, mon
 
     monkeypatch.setattr(artifact.joblib, "dump", crash)
     with pytest.raises(OSError, match="disk full"):
-        train_from_csv(data_dir / "train.csv", out, TrainingParams(n_estimators=30))
+        artifact.save(second, out)
     assert out.read_bytes() == before
     assert artifact.load(out).version == first.version
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.joblib", "m.joblib.json"]

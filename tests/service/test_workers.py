@@ -22,8 +22,9 @@ def test_counters_add_up_across_two_workers(tmp_path, model_path):
 
         def send(i: int) -> int:
             with requests.Session() as s:
-                return s.post(f"{server.url}/prediction", json=[0.01 * (i % 7), 0.1],
-                              timeout=10).status_code  # fmt: skip
+                return s.post(
+                    f"{server.url}/prediction", json=[0.01 * (i % 7), 0.1], timeout=10
+                ).status_code
 
         with concurrent.futures.ThreadPoolExecutor(8) as pool:
             statuses = list(pool.map(send, range(n)))

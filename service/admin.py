@@ -1,0 +1,79 @@
+"""Admin routes: model reload. Off (404) unless VIGIL_ADMIN_TOKEN is set."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import signal
+from typing import Annotated
+
+import anyio.to_thread
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from service.model_store import ModelStore, ReloadOutcome
+from service.server import SUPERVISOR_ENV
+from service.settings import Settings
+
+log = logging.getLogger("vigil.admin")
+
+
+class ReloadResponse(BaseModel):
+    result: str
+    model_version: str | None
+    previous_version: str | None
+    reason: str | None = None
+
+
+def _settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def require_admin(request: Request, settings: Annotated[Settings, Depends(_settings)]) -> None:
+    if settings.admin_token is None:
+        raise HTTPException(404, "Not Found")
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not given.strip():
+        raise HTTPException(
+            401,
+            "admin token required: send 'Authorization: Bearer <VIGIL_ADMIN_TOKEN>'",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    expected = settings.admin_token.get_secret_value().encode()
+    if not hmac.compare_digest(given.strip().encode(), expected):
+        raise HTTPException(403, "wrong admin token")
+
+
+router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin)])
+
+
+async def reload_model(store: ModelStore, settings: Settings) -> ReloadOutcome:
+    """Reload off the event loop, so requests keep being served while the new model loads."""
+    return await anyio.to_thread.run_sync(store.reload, settings.model_path)
+
+
+def tell_other_workers() -> None:
+    """With several workers, the supervisor passes SIGHUP on to each of them."""
+    pid = os.environ.get(SUPERVISOR_ENV)
+    if pid and pid.isdigit():
+        os.kill(int(pid), signal.SIGHUP)
+
+
+@router.post(
+    "/reload",
+    response_model=ReloadResponse,
+    summary="Reload the model from VIGIL_MODEL_PATH (Bearer VIGIL_ADMIN_TOKEN)",
+    responses={
+        401: {"description": "No admin token sent"},
+        403: {"description": "Wrong admin token"},
+        409: {"model": ReloadResponse, "description": "Refused; the old model keeps serving"},
+    },
+)
+async def reload(request: Request) -> JSONResponse:
+    outcome = await reload_model(request.app.state.store, request.app.state.settings)
+    if outcome.result == "reloaded":
+        tell_other_workers()
+    body = ReloadResponse(**outcome.__dict__).model_dump()
+    return JSONResponse(body, status_code=409 if outcome.result == "refused" else 200)
