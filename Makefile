@@ -43,7 +43,7 @@ $(MODEL): | $(DATA_DIR)/train.csv
 .PHONY: help
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sort | \
-		awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
+		awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-22s\033[0m %s\n", $$1, $$2}'
 
 .PHONY: venv
 venv: $(DEV) ## create .venv with runtime and dev dependencies
@@ -125,3 +125,5 @@ docker_stop: ## stop and remove the container
 .PHONY: clean
 clean: ## remove generated data, models and run state (keeps .venv)
 	rm -rf $(DATA_DIR) $(dir $(MODEL)) $(RUN_DIR) .pytest_cache .ruff_cache .hypothesis
+
+include monitor/monitor.mk

@@ -6,6 +6,8 @@ import logging
 import os
 import signal
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import uvicorn
@@ -17,6 +19,17 @@ log = logging.getLogger("vigil")
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 SUPERVISOR_ENV = "VIGIL_SUPERVISOR_PID"
+
+
+@contextmanager
+def _sighup_ignored() -> Iterator[None]:
+    """Ignore SIGHUP meanwhile. Workers started now inherit the ignore through exec, so a
+    SIGHUP that arrives before a worker's own handler is in place cannot kill it."""
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGHUP, previous)
 
 
 def configure_logging(level: str) -> None:
@@ -35,6 +48,10 @@ class Supervisor(Multiprocess):
     worker must not report a model forever.
     """
 
+    def init_processes(self) -> None:
+        with _sighup_ignored():
+            super().init_processes()
+
     def handle_hup(self) -> None:
         log.info("SIGHUP: asking %d workers to reload the model", len(self.processes))
         for process in self.processes:
@@ -43,7 +60,8 @@ class Supervisor(Multiprocess):
 
     def keep_subprocess_alive(self) -> None:
         before = {p.pid for p in self.processes}
-        super().keep_subprocess_alive()
+        with _sighup_ignored():
+            super().keep_subprocess_alive()
         from prometheus_client import multiprocess
 
         for pid in before - {p.pid for p in self.processes}:
@@ -85,4 +103,6 @@ def serve(settings: Settings | None = None) -> None:
         sock = config.bind_socket()
         Supervisor(config, sockets=[sock]).run()
     else:
+        # Until the app installs its SIGHUP handler at startup, SIGHUP must not kill us.
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
         uvicorn.Server(config).run()

@@ -216,8 +216,9 @@ def test_admin_endpoint_needs_the_token(served, model_path, tmp_path):
 def test_sighup_reaches_every_worker(tmp_path):
     model = tmp_path / "models" / "model.joblib"
     first = make_model(model, seed=1)
-    server = start_server(model, tmp_path, env={"VIGIL_WORKERS": "2"})
+    server = start_server(model, tmp_path, env={"VIGIL_WORKERS": "2", "VIGIL_ADMIN_TOKEN": TOKEN})
     try:
+        wait_for(lambda: server.log().count("Application startup complete") == 2, 15, "2 workers")
         with Load(server.url) as load:
             second = make_model(model, seed=2)
             server.proc.send_signal(signal.SIGHUP)
@@ -231,9 +232,19 @@ def test_sighup_reaches_every_worker(tmp_path):
                 )
 
             wait_for(all_on_second, 15, "both workers on the new model")
-            versions = {served_version(server.url) for _ in range(40)}
-            assert versions == {second}
+            assert {served_version(server.url) for _ in range(40)} == {second}
+
+            # The endpoint answers on one worker and has the supervisor reload the others.
+            third = make_model(model, seed=3)
+            r = reload(server.url)
+            assert (r.status_code, r.json()["model_version"]) == (200, third)
+            wait_for(
+                lambda: {served_version(server.url) for _ in range(20)} == {third},
+                15,
+                "both workers on the third model",
+            )
         assert load.failures == []
+        assert "died" not in server.log()
     finally:
         server.stop()
 

@@ -1,0 +1,101 @@
+"""End to end: stop the service under a running stack; VigilDown goes from Prometheus through
+the real Alertmanager to a webhook receiver started here. And a refused model reload, likewise."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+from collections.abc import Iterator
+
+import pytest
+import requests
+
+from monitor import localstack
+from tests.monitor.conftest import Webhook, fast_options, prom_query
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def receiver() -> Iterator[Webhook]:
+    hook = Webhook()
+    yield hook
+    hook.close()
+
+
+@pytest.fixture
+def stack(stack_programs, tmp_path, model_path, credentials, receiver):
+    stack = localstack.up(fast_options(tmp_path / "stack", model_path, credentials, receiver.url))
+    yield stack
+    stack.stop()
+
+
+def test_service_down_alert_reaches_the_webhook(stack, receiver, credentials):
+    vigil = stack.components["vigil"]
+    instance = f"127.0.0.1:{stack.ports['vigil']}"
+
+    # First the service is up and scraped, and nothing has been sent.
+    localstack.wait_until(
+        lambda: any(
+            s["value"][1] == "1" for s in prom_query(stack, f'up{{instance="{instance}"}}')
+        ),
+        30,
+        "Prometheus to scrape the service",
+    )
+    assert receiver.alerts() == []
+
+    vigil.stop()
+    assert not vigil.alive()
+
+    alert = receiver.wait_for_alert(
+        lambda a: a["labels"]["alertname"] == "VigilDown" and a["status"] == "firing", timeout=60
+    )
+    assert alert["labels"] == {
+        "alertname": "VigilDown",
+        "severity": "critical",
+        "job": "vigil",
+        "instance": instance,
+    }
+    assert alert["annotations"]["summary"] == f"Vigil {instance} is down"
+    assert alert["annotations"]["runbook_url"] == "docs/runbook.md#vigildown"
+    # Links in the notification point at Prometheus through Caddy.
+    assert alert["generatorURL"].startswith(stack.front_url("prometheus") + "/graph")
+    (notification,) = [n for n in receiver.notifications if alert in n["alerts"]]
+    assert notification["receiver"] == "webhook"
+    assert notification["groupLabels"] == {"alertname": "VigilDown", "job": "vigil"}
+
+    # Alertmanager, through Caddy, shows it too.
+    r = requests.get(
+        stack.front_url("alertmanager") + "/api/v2/alerts", auth=credentials.auth, timeout=10
+    )
+    assert r.status_code == 200
+    assert "VigilDown" in {a["labels"]["alertname"] for a in r.json()}
+
+
+def test_refused_model_reload_alert_reaches_the_webhook(
+    stack_programs, tmp_path, model_path, credentials, receiver
+):
+    model_dir = tmp_path / "model"
+    shutil.copytree(model_path.parent, model_dir)
+    model = model_dir / model_path.name
+    stack = localstack.up(fast_options(tmp_path / "stack", model, credentials, receiver.url))
+    try:
+        vigil = stack.components["vigil"]
+        # A truncated file replaces the model, and the service is asked to reload it.
+        model.write_bytes(model.read_bytes()[:1000])
+        os.kill(vigil.pid, signal.SIGHUP)
+
+        alert = receiver.wait_for_alert(
+            lambda a: a["labels"]["alertname"] == "VigilModelReloadRefused", timeout=60
+        )
+        assert alert["status"] == "firing"
+        assert alert["labels"]["severity"] == "warning"
+        assert alert["labels"]["instance"] == f"127.0.0.1:{stack.ports['vigil']}"
+        assert alert["annotations"]["runbook_url"] == "docs/runbook.md#vigilmodelreloadrefused"
+        # The old model keeps serving: nothing else fires.
+        assert requests.get(vigil.url + "/health/ready", timeout=5).status_code == 200
+        assert {a["labels"]["alertname"] for a in receiver.alerts()} == {"VigilModelReloadRefused"}
+        assert "reload refused" in vigil.log.read_text()
+    finally:
+        stack.stop()
