@@ -1,4 +1,4 @@
-"""Command line: ``python -m service {sample-data,train,serve}``."""
+"""Command line: ``python -m service {sample-data,train,serve,score,evaluate}``."""
 
 from __future__ import annotations
 
@@ -43,6 +43,16 @@ def _fraction_or_count(value: str) -> int | float:
         return float(value)
 
 
+def _positive_int(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError("must be a whole number") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return n
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m service", description="Vigil anomaly detection")
     p.add_argument("--version", action="version", version=f"vigil {__version__}")
@@ -71,6 +81,45 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--host", help="overrides VIGIL_HOST")
     v.add_argument("--port", type=int, help="overrides VIGIL_PORT")
     v.add_argument("--workers", type=int, help="overrides VIGIL_WORKERS")
+
+    default_model = os.environ.get("VIGIL_MODEL_PATH", "models/model.joblib")
+    c = sub.add_parser(
+        "score",
+        help="score a CSV of any size into a copy with prediction, is_anomaly, anomaly_score",
+        description=(
+            "Score every row of IN (features matched to the header by name) in chunks with"
+            " constant memory. OUT gets IN's columns plus prediction, is_anomaly and"
+            " anomaly_score. Rows that cannot be scored keep empty result cells and are"
+            " reported by line number on stderr. Exit status: 0 if every row was scored,"
+            " 1 if some could not be (OUT is still complete), 2 if the file or model is"
+            " unusable."
+        ),
+    )
+    c.add_argument("input", metavar="IN.csv", help="CSV with a header naming the model's features")
+    c.add_argument("--out", required=True, metavar="OUT.csv", help="where to write the results")
+    c.add_argument("--model", default=default_model, help=f"artifact (default: {default_model})")
+    c.add_argument("--chunk-rows", type=_positive_int, default=10_000, help="rows per chunk")
+    c.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bar on stderr (default: when stderr is a terminal)",
+    )
+
+    e = sub.add_parser(
+        "evaluate",
+        help="compare the model's scores and flags with a labelled CSV",
+        description=(
+            "ROC-AUC, PR-AUC, precision, recall and F1 at the model's threshold, the confusion"
+            " matrix, and the share the threshold flags against the labelled anomaly share."
+        ),
+    )
+    e.add_argument("--data", required=True, help="CSV with the model's features and a label")
+    e.add_argument(
+        "--label-column", default="label", help="1/true/yes/anomaly is an anomaly (default: label)"
+    )
+    e.add_argument("--model", default=default_model, help=f"artifact (default: {default_model})")
+    e.add_argument("--plot", metavar="FILE.png", help="save ROC, PR and score histograms here")
     return p
 
 
@@ -144,7 +193,105 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_model(path: str):
+    from service import artifact
+    from service.scoring import Model
+
+    return Model(artifact.load(path), source=Path(path))
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from service.artifact import ArtifactError
+    from service.batch_scoring import ProgressBar, score_csv
+    from service.dataset import DataError
+
+    try:
+        model = _load_model(args.model)
+    except ArtifactError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    show = sys.stderr.isatty() if args.progress is None else args.progress
+    bar = ProgressBar(sys.stderr, f"scoring {Path(args.input).name}") if show else None
+
+    def on_error(failure) -> None:
+        if bar is not None:
+            bar.clear_line()
+        print(f"{args.input}, line {failure.line}: not scored: {failure.reason}", file=sys.stderr)
+
+    try:
+        result = score_csv(
+            args.input,
+            args.out,
+            model,
+            chunk_rows=args.chunk_rows,
+            on_error=on_error,
+            on_progress=bar.update if bar is not None else None,
+        )
+    except (DataError, OSError) as exc:
+        if bar is not None:
+            bar.clear_line()
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if bar is not None:
+        bar.clear_line()
+    rate = result.rows / result.elapsed_s if result.elapsed_s else 0.0
+    print(
+        f"scored {result.scored} of {result.rows} rows with model {model.version} into"
+        f" {args.out}: {result.anomalies} anomalies; {result.elapsed_s:.1f} s, {rate:,.0f} rows/s"
+    )
+    if result.failed:
+        print(
+            f"warning: {result.failed} rows could not be scored (their result cells are empty;"
+            " line numbers above)",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from service import evaluation
+    from service.artifact import ArtifactError
+    from service.dataset import DataError
+
+    try:
+        model = _load_model(args.model)
+        X, labels = evaluation.load_labelled(args.data, args.label_column, model.feature_names)
+    except (ArtifactError, DataError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    ev = evaluation.evaluate(model, X, labels)
+    print(f"evaluation of {args.model} on {args.data} (label column {args.label_column!r})")
+    print(ev.table())
+    if args.plot:
+        try:
+            import matplotlib
+        except ImportError:
+            print(
+                "error: --plot needs matplotlib (pip install -r requirements.txt)",
+                file=sys.stderr,
+            )
+            return 2
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        try:
+            fig = evaluation.plot(ev, args.plot)
+        except (OSError, ValueError) as exc:
+            print(f"error: cannot save {args.plot}: {exc}", file=sys.stderr)
+            return 2
+        plt.close(fig)
+        print(f"saved {args.plot}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handler = {"sample-data": cmd_sample_data, "train": cmd_train, "serve": cmd_serve}
+    handler = {
+        "sample-data": cmd_sample_data,
+        "train": cmd_train,
+        "serve": cmd_serve,
+        "score": cmd_score,
+        "evaluate": cmd_evaluate,
+    }
     return handler[args.command](args)

@@ -77,7 +77,7 @@ def test_notebook_trains_the_cli_model_and_it_serves(tmp_path, monkeypatch):
     errors = [o for o in outputs if o.output_type == "error"]
     assert not errors, errors
     images = [o for o in outputs if "image/png" in o.get("data", {})]
-    assert len(images) >= 2, f"expected 2 figures, got {len(images)}"
+    assert len(images) == 3, f"expected 3 figures (boundary, histogram, evaluation): {len(images)}"
 
     # It wrote a valid artifact that the service's loader accepts.
     assert (data_dir / "train.csv").is_file() and (data_dir / "test.csv").is_file()
