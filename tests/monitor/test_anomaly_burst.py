@@ -19,7 +19,7 @@ import requests
 from monitor import localstack
 from service import artifact
 from tests.monitor.conftest import Webhook, fast_options, prom_query
-from tests.monitor.test_dashboard import queries, substitute
+from tests.monitor.dashboard import queries, substitute
 from tests.support import REPO
 
 pytestmark = pytest.mark.slow

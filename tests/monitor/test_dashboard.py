@@ -4,7 +4,6 @@ under real traffic (including 4xx, 5xx and anomalies). Grafana itself is not nee
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import time
@@ -15,9 +14,15 @@ import yaml
 
 from monitor import localstack
 from tests.monitor.conftest import drive_traffic, prom_query
+from tests.monitor.dashboard import (
+    DASHBOARD,
+    GRAFANA,
+    all_panels,
+    queries,
+    query_panels,
+    substitute,
+)
 
-GRAFANA = localstack.MONITOR / "grafana"
-DASHBOARD = json.loads((GRAFANA / "dashboards" / "vigil.json").read_text())
 DATASOURCES = yaml.safe_load(
     (GRAFANA / "provisioning" / "datasources" / "prometheus.yml").read_text()
 )
@@ -39,45 +44,6 @@ REQUIRED_PANELS = {
     "Process memory",
     "Firing alerts",
 }
-
-
-def all_panels(panels: list[dict] | None = None) -> list[dict]:
-    out = []
-    for panel in DASHBOARD["panels"] if panels is None else panels:
-        out.append(panel)
-        out.extend(all_panels(panel.get("panels", [])))
-    return out
-
-
-def query_panels() -> list[dict]:
-    return [p for p in all_panels() if p["type"] != "row"]
-
-
-def queries() -> list[tuple[str, str]]:
-    return [
-        (f"{panel['title']} [{target['refId']}]", target["expr"])
-        for panel in query_panels()
-        for target in panel["targets"]
-    ]
-
-
-def substitute(expr: str, rate_interval: str = "1m", interval: str = "15s") -> str:
-    """What Grafana sends: its built-in and dashboard variables replaced."""
-    values = {
-        "__rate_interval": rate_interval,
-        "__interval": interval,
-        "__range": "1h",
-        "job": "vigil",
-        "instance": ".*",  # the instance variable's "All" (allValue)
-    }
-
-    def value(m: re.Match) -> str:
-        name = m.group(1) or m.group(2)
-        if name not in values:
-            raise AssertionError(f"unknown Grafana variable ${name} in {expr}")
-        return values[name]
-
-    return re.sub(r"\$\{(\w+)\}|\$(\w+)", value, expr)
 
 
 # ---------------------------------------------------------------------------- structure
