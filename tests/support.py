@@ -114,3 +114,13 @@ def scrape(url: str) -> dict[tuple[str, frozenset], float]:
 
 def metric(samples: dict, name: str, **labels: str) -> float:
     return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+def run_tester(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run tester.py as a user would, capturing its output."""
+    return subprocess.run(
+        [sys.executable, str(REPO / "tester.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

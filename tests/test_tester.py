@@ -1,24 +1,12 @@
 """tester.py against a live server."""
 
-import subprocess
-import sys
-
 import pytest
 
 from service import artifact
 from service.dataset import load_csv
-from tests.support import REPO
+from tests.support import run_tester
 
 pytestmark = pytest.mark.slow
-
-
-def run_tester(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(REPO / "tester.py"), *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def test_summary_counts_what_the_model_flags(live_server, data_dir, model_path):

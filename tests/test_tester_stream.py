@@ -15,7 +15,7 @@ import pytest
 import tester
 from service import artifact
 from service.dataset import load_csv
-from tests.support import REPO
+from tests.support import REPO, run_tester
 
 ROWS = [[1.0, 10.0], [2.0, 20.0], [3.0, 40.0], [4.0, 80.0]]
 
@@ -229,15 +229,6 @@ def test_the_evaluation_module_agrees_on_the_hand_worked_case():
 
 
 # ---------------------------------------------------------------------------- live server
-
-
-def run_tester(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(REPO / "tester.py"), *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 def line(stdout: str, prefix: str) -> str:

@@ -212,3 +212,19 @@ def drive_traffic(service_url: str, not_ready_url: str, rounds: int = 3) -> None
             "Content-Type": "text/plain"}).status_code == 415  # fmt: skip
         for _ in range(5):
             assert s.post(f"{not_ready_url}/prediction", json=NORMAL).status_code == 503
+
+
+@pytest.fixture
+def receiver() -> Iterator[Webhook]:
+    hook = Webhook()
+    yield hook
+    hook.close()
+
+
+@pytest.fixture
+def stack(stack_programs, tmp_path, model_path, credentials, receiver):
+    """A stack of the test's own, alerting to ``receiver`` (the session's shared stack has
+    seen other tests' traffic)."""
+    stack = localstack.up(fast_options(tmp_path / "stack", model_path, credentials, receiver.url))
+    yield stack
+    stack.stop()

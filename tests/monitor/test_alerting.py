@@ -6,29 +6,14 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-from collections.abc import Iterator
 
 import pytest
 import requests
 
 from monitor import localstack
-from tests.monitor.conftest import Webhook, fast_options, prom_query
+from tests.monitor.conftest import fast_options, prom_query
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def receiver() -> Iterator[Webhook]:
-    hook = Webhook()
-    yield hook
-    hook.close()
-
-
-@pytest.fixture
-def stack(stack_programs, tmp_path, model_path, credentials, receiver):
-    stack = localstack.up(fast_options(tmp_path / "stack", model_path, credentials, receiver.url))
-    yield stack
-    stack.stop()
 
 
 def test_service_down_alert_reaches_the_webhook(stack, receiver, credentials):

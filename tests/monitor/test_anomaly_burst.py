@@ -11,14 +11,13 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 
 import pytest
 import requests
 
 from monitor import localstack
 from service import artifact
-from tests.monitor.conftest import Webhook, fast_options, prom_query
+from tests.monitor.conftest import prom_query
 from tests.monitor.dashboard import queries, substitute
 from tests.support import REPO
 
@@ -28,21 +27,6 @@ RATE = 100  # requests per second, one row each
 DURATION = 14  # seconds
 BURST_START, BURST_LENGTH = 6, 4  # seconds into the stream
 RATE_INTERVAL = "4s"  # Grafana's $__rate_interval for a 1 s scrape interval
-
-
-@pytest.fixture
-def receiver() -> Iterator[Webhook]:
-    hook = Webhook()
-    yield hook
-    hook.close()
-
-
-@pytest.fixture
-def stack(stack_programs, tmp_path, model_path, credentials, receiver):
-    """A stack of its own: the session's shared one has already seen anomalous traffic."""
-    stack = localstack.up(fast_options(tmp_path / "stack", model_path, credentials, receiver.url))
-    yield stack
-    stack.stop()
 
 
 def query_range(stack: localstack.Stack, expr: str, start: float, end: float) -> list[dict]:

@@ -28,9 +28,8 @@ def proxied_services(stack: localstack.Stack) -> list[str]:
     return [s for s in SERVICES if s != "grafana" or "grafana" in stack.components]
 
 
-def test_caddy_refuses_to_start_without_credentials(caddy):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MONITOR_")}
-    r = subprocess.run(
+def validate(caddy: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
         [caddy, "validate", "--config", str(localstack.CADDYFILE), "--adapter", "caddyfile"],
         capture_output=True,
         text=True,
@@ -38,6 +37,11 @@ def test_caddy_refuses_to_start_without_credentials(caddy):
         timeout=30,
         check=False,
     )
+
+
+def test_caddy_refuses_to_start_without_credentials(caddy):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MONITOR_")}
+    r = validate(caddy, env)
     assert r.returncode != 0
     assert "username and password cannot be empty or missing" in r.stderr
 
@@ -49,14 +53,7 @@ def test_caddy_refuses_an_unknown_api_access_mode(caddy, credentials):
         "MONITOR_PASSWORD_HASH": credentials.password_hash,
         "API_ACCESS": "public",
     }
-    r = subprocess.run(
-        [caddy, "validate", "--config", str(localstack.CADDYFILE), "--adapter", "caddyfile"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=30,
-        check=False,
-    )
+    r = validate(caddy, env)
     assert r.returncode != 0
     assert "api_public" in r.stderr
 
