@@ -127,3 +127,4 @@ clean: ## remove generated data, models and run state (keeps .venv)
 	rm -rf $(DATA_DIR) $(dir $(MODEL)) $(RUN_DIR) .pytest_cache .ruff_cache .hypothesis
 
 include monitor/monitor.mk
+include bench/bench.mk

@@ -18,6 +18,18 @@ def _timed_score(model: Model, X: np.ndarray) -> tuple[Scores, float]:
     return scores, time.perf_counter() - start
 
 
+def score_row(model: Model, X: np.ndarray, endpoint: str = "prediction") -> tuple[bool, float]:
+    """Score the one row of ``X`` on the event loop (tens of microseconds) and count it.
+
+    Returns ``(is_anomaly, anomaly_score)`` as Python values.
+    """
+    scores, seconds = _timed_score(model, X)
+    anomaly = bool(scores.is_anomaly[0])
+    score = float(scores.anomaly_score[0])
+    metrics.record_row(endpoint, score, anomaly, seconds)
+    return anomaly, score
+
+
 async def score(model: Model, X: np.ndarray, *, endpoint: str, inline_rows: int) -> Scores:
     """Score ``X`` with ``model`` and count it in the model metrics.
 
@@ -34,15 +46,16 @@ async def score(model: Model, X: np.ndarray, *, endpoint: str, inline_rows: int)
     return scores
 
 
-def single_result(model: Model, scores: Scores, with_score: bool) -> dict[str, Any]:
-    anomaly = bool(scores.is_anomaly[0])
+def single_result(model: Model, row: tuple[bool, float], with_score: bool) -> dict[str, Any]:
+    """The response for one row scored by :func:`score_row`."""
+    anomaly, score = row
     out: dict[str, Any] = {
         "prediction": -1 if anomaly else 1,
         "is_anomaly": anomaly,
         "model_version": model.version,
     }
     if with_score:
-        out["anomaly_score"] = float(scores.anomaly_score[0])
+        out["anomaly_score"] = score
     return out
 
 

@@ -1,0 +1,18 @@
+# Benchmarks. Included from the top Makefile, after its VENV, PY and DEV definitions.
+# Need wrk on PATH (Debian: apt-get install wrk); results go to bench/results/ (git-ignored).
+
+.PHONY: bench
+bench: $(DEV) ## benchmark Vigil vs a no-op FastAPI app and the seed's approach (a few minutes)
+	$(PY) bench/bench.py
+
+.PHONY: bench_quick
+bench_quick: $(DEV) ## the same benchmark, one short round (under a minute; figures are rough)
+	$(PY) bench/bench.py --quick
+
+.PHONY: bench_layers
+bench_layers: $(DEV) ## what each layer of a one-row prediction costs, in-process (about 4 minutes)
+	$(PY) bench/layers.py
+
+.PHONY: bench_fastforest
+bench_fastforest: $(DEV) ## compiled forest vs scikit-learn by batch size, and the crossover
+	$(PY) bench/bench_fastforest.py
