@@ -34,7 +34,7 @@ async def score(model: Model, X: np.ndarray, *, endpoint: str, inline_rows: int)
     """Score ``X`` with ``model`` and count it in the model metrics.
 
     Small inputs on the compiled forest take microseconds and run on the event loop; anything
-    larger runs in a worker thread so the loop never blocks on scikit-learn.
+    larger runs in a worker thread so a big batch never blocks the event loop.
     """
     if X.shape[0] <= inline_rows:
         scores, seconds = _timed_score(model, X)
