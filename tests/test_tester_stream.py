@@ -335,3 +335,18 @@ def test_tester_needs_only_requests():
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, timeout=30)
+
+
+def test_tester_reads_labels_as_the_service_does():
+    """tester.py keeps its own copy of parse_label (it must run with only requests)."""
+    from service.dataset import parse_label
+
+    for cell in ["1", "0", "true", "False", " yes ", "NO", "anomaly", "normal", "2", "", "x"]:
+        try:
+            expected = parse_label(cell)
+        except ValueError as exc:
+            with pytest.raises(ValueError) as err:
+                tester.parse_label(cell)
+            assert str(err.value) == str(exc)
+        else:
+            assert tester.parse_label(cell) is expected
