@@ -16,3 +16,7 @@ bench_layers: $(DEV) ## what each layer of a one-row prediction costs, in-proces
 .PHONY: bench_fastforest
 bench_fastforest: $(DEV) ## compiled forest vs scikit-learn by batch size, and the crossover
 	$(PY) bench/bench_fastforest.py
+
+.PHONY: soak
+soak: $(DEV) ## 60 s at ~70% of the maximum rate: failed requests and RSS growth (about 2 minutes)
+	$(PY) bench/soak.py
