@@ -79,8 +79,11 @@ def test_prometheus_and_alertmanager_answer_only_with_the_stacks_credential(
     backend_stack, credentials
 ):
     stack = backend_stack.stack
+    for name, path in BACKEND_PATHS:
+        # Any local process can connect; without the credential it gets nowhere.
+        r = requests.get(stack.backend_url(name) + path, timeout=10)
+        assert r.status_code == 401, (name, path, r.status_code)
     refused = [
-        {},
         {"Authorization": basic(localstack.BACKEND_USER, "wrong")},
         # The user's own login is for Caddy; the backends do not take it.
         {"Authorization": basic(credentials.user, credentials.password)},
@@ -151,7 +154,7 @@ def test_grafana_is_reachable_only_through_caddy(backend_stack, credentials):
     env = backend_stack.grafana_log()[0]["env"]
     # Not on a port any local process can reach: on a Unix socket only its owner may open,
     # in the stack's private state folder ...
-    assert env["GF_SERVER_PROTOCOL"] == "socket"
+    assert env.get("GF_SERVER_PROTOCOL") == "socket"
     assert "GF_SERVER_HTTP_PORT" not in env and "GF_SERVER_HTTP_ADDR" not in env
     sock = Path(env["GF_SERVER_SOCKET"])
     assert sock == stack.grafana_socket and sock.is_relative_to(stack.state_dir)
