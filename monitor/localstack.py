@@ -11,14 +11,22 @@ prometheus/prometheus.yml (targets, rule paths and, for tests, intervals rewritt
 127.0.0.1), prometheus/rules/, alertmanager/alertmanager.yml through alertmanager/entrypoint.sh,
 caddy/Caddyfile (its ports and upstreams set through the environment), and grafana/. The
 credentials come from monitor/.env, as for compose. Caddy listens on the ports compose
-publishes (3000, 9090, 9093, 8000; ``--free-ports`` picks free ones); the backends listen on
-free ports, on 127.0.0.1 only. PIDs, rendered configs, data and logs go to the state dir
-(``.vigil-stack/``). The integration tests in tests/monitor drive this module.
+publishes (3000, 9090, 9093, 8000; ``--free-ports`` picks free ones).
+
+Only requests that went through Caddy's basic auth reach a monitoring backend, although every
+local process can connect to 127.0.0.1: Prometheus and Alertmanager listen on free ports but
+ask for a credential generated at each ``up`` by backend-auth/generate.sh (their
+--web.config.file), which Caddy adds and Prometheus and Grafana use; Grafana listens on a
+Unix socket (mode 0600) in the state dir. The credentials are files in <state dir>/secrets
+(0700, files 0600): processes of other users cannot read them; root can. PIDs, rendered
+configs, data and logs go to the state dir (``.vigil-stack/``). The integration tests in
+tests/monitor drive this module.
 """
 
 from __future__ import annotations
 
 import argparse
+import http.client
 import importlib.util
 import json
 import os
@@ -50,10 +58,18 @@ ALERTMANAGER_TEMPLATE = MONITOR / "alertmanager" / "alertmanager.yml"
 ALERTMANAGER_ENTRYPOINT = MONITOR / "alertmanager" / "entrypoint.sh"
 CADDYFILE = MONITOR / "caddy" / "Caddyfile"
 GRAFANA_DIR = MONITOR / "grafana"
+BACKEND_AUTH_SCRIPT = MONITOR / "backend-auth" / "generate.sh"
+# Where generate.sh writes in compose (prometheus.yml names files there), and the user it
+# writes (prometheus.yml and the Grafana datasource name it too).
+COMPOSE_SECRETS_DIR = "/run/vigil-secrets"
+BACKEND_USER = "vigil-stack"
+# The backends that ask for the credential.
+AUTH_BACKENDS = ("prometheus", "alertmanager")
 
 # The ports Caddy publishes in docker-compose.yml, used here too unless --free-ports.
 COMPOSE_FRONT_PORTS = {"grafana": 3000, "prometheus": 9090, "alertmanager": 9093, "api": 8000}
-# The addresses prometheus.yml scrapes in compose, and what they are here.
+# The addresses prometheus.yml scrapes in compose, and what they are here (Grafana has none:
+# it listens on a Unix socket).
 COMPOSE_TARGETS = {"vigil:8000": "vigil", "localhost:9090": "prometheus",
                    "alertmanager:9093": "alertmanager"}  # fmt: skip
 API_ACCESS_MODES = ("auth", "open", "off")
@@ -237,9 +253,14 @@ def render_rules(opts: StackOptions, out_dir: Path) -> list[str]:
 
 
 def render_prometheus_config(
-    opts: StackOptions, ports: dict[str, int], rule_files: list[str], out: Path
+    opts: StackOptions,
+    ports: dict[str, int],
+    rule_files: list[str],
+    out: Path,
+    secrets_dir: Path | None = None,
 ) -> Path:
-    """prometheus.yml with the compose addresses replaced by 127.0.0.1 ports."""
+    """prometheus.yml with the compose addresses replaced by 127.0.0.1 ports, and the
+    credential files' folder by ``secrets_dir``."""
     config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
     address = {name: f"127.0.0.1:{ports[name]}" for name in COMPOSE_TARGETS.values()}
 
@@ -265,6 +286,17 @@ def render_prometheus_config(
             static["targets"] = [local(t) for t in static["targets"]]
         if job["job_name"] == "vigil" and opts.extra_vigil_targets:
             job.setdefault("static_configs", []).append({"targets": list(opts.extra_vigil_targets)})
+    clients = [*config.get("alerting", {}).get("alertmanagers", []), *config["scrape_configs"]]
+    for client in clients:
+        auth = client.get("basic_auth")
+        if auth and secrets_dir is not None:
+            name = Path(auth["password_file"]).name
+            if auth["password_file"] != f"{COMPOSE_SECRETS_DIR}/{name}":
+                raise StackError(
+                    f"{PROMETHEUS_CONFIG}: password_file {auth['password_file']!r} is not in "
+                    f"{COMPOSE_SECRETS_DIR}, where backend-auth/generate.sh writes"
+                )
+            auth["password_file"] = str(secrets_dir / name)
     out.write_text(
         f"# Rendered from {PROMETHEUS_CONFIG} by monitor/localstack.py.\n"
         + yaml.safe_dump(config, sort_keys=False)
@@ -326,15 +358,64 @@ def stop_pid(pid: int, start_time: str | None, timeout: float = 10.0) -> bool:
     return True
 
 
-def http_status(url: str, timeout: float = 2.0) -> int:
+def http_status(url: str, timeout: float = 2.0, headers: dict[str, str] | None = None) -> int:
     """The HTTP status of a GET (4xx and 5xx too), or 0 if nothing answered."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
+        request = urllib.request.Request(url, headers=headers or {})
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status
     except urllib.error.HTTPError as exc:
         return exc.code
     except (OSError, urllib.error.URLError):
         return 0
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    """HTTP over a Unix socket (Grafana's, here)."""
+
+    def __init__(self, path: str | Path, timeout: float = 2.0) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.socket_path = str(path)
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self.socket_path)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+def unix_http_status(path: str | Path, url_path: str, timeout: float = 2.0) -> int:
+    """The HTTP status of a GET over a Unix socket, or 0 if nothing answered."""
+    conn = UnixHTTPConnection(path, timeout)
+    try:
+        conn.request("GET", url_path)
+        return conn.getresponse().status
+    except (OSError, http.client.HTTPException):
+        return 0
+    finally:
+        conn.close()
+
+
+def generate_backend_secrets(secrets_dir: Path, caddy: str) -> Path:
+    """Fresh credentials for Prometheus and Alertmanager (backend-auth/generate.sh)."""
+    if secrets_dir.exists():
+        shutil.rmtree(secrets_dir)
+    env = {**_base_env(), "BACKEND_SECRETS": str(secrets_dir), "CADDY_BIN": caddy}
+    result = subprocess.run(
+        ["/bin/sh", str(BACKEND_AUTH_SCRIPT)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise StackError(f"{BACKEND_AUTH_SCRIPT} failed: {result.stderr.strip()}")
+    return secrets_dir
 
 
 def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
@@ -416,8 +497,20 @@ class Stack:
     def state_file(self) -> Path:
         return self.state_dir / "state.json"
 
+    @property
+    def secrets_dir(self) -> Path:
+        return self.state_dir / "secrets"
+
+    @property
+    def grafana_socket(self) -> Path:
+        return self.state_dir / "grafana" / "grafana.sock"
+
     def backend_url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.ports[name]}"
+
+    def backend_auth(self, name: str) -> dict[str, str]:
+        """The Authorization header Prometheus or Alertmanager asks for (what Caddy adds)."""
+        return {"Authorization": (self.secrets_dir / f"{name}.authorization").read_text()}
 
     def front_url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.front_ports[name]}"
@@ -502,12 +595,18 @@ class Stack:
             if not running.get(backend):
                 note += "  (not running)"
             lines.append(f"  {label:<15} {self.front_url(key)}/{note}")
-        lines.append("Backends (127.0.0.1 only, no auth):")
+        lines.append(
+            f"Backends (127.0.0.1; Prometheus and Alertmanager ask for the credential in "
+            f"{self.secrets_dir}/):"
+        )
         for name in ("vigil", "prometheus", "alertmanager", "grafana"):
             if name in self.components:
                 state = "running" if running[name] else "STOPPED"
                 c = self.components[name]
-                lines.append(f"  {name:<15} {self.backend_url(name)}  pid {c.pid} {state}")
+                where = (
+                    f"unix:{self.grafana_socket}" if name == "grafana" else self.backend_url(name)
+                )
+                lines.append(f"  {name:<15} {where}  pid {c.pid} {state}")
         caddy = self.components.get("caddy")
         if caddy is not None:
             state = "running" if running["caddy"] else "STOPPED"
@@ -524,7 +623,12 @@ def _base_env() -> dict[str, str]:
 
 
 def caddy_env(
-    opts: StackOptions, ports: dict[str, int], front: dict[str, int], state_dir: Path
+    opts: StackOptions,
+    ports: dict[str, int],
+    front: dict[str, int],
+    state_dir: Path,
+    secrets_dir: Path,
+    grafana_socket: Path,
 ) -> dict[str, str]:
     """The environment that points caddy/Caddyfile at the local processes."""
     return {
@@ -538,10 +642,11 @@ def caddy_env(
         "PROMETHEUS_PORT": str(front["prometheus"]),
         "ALERTMANAGER_PORT": str(front["alertmanager"]),
         "API_PORT": str(front["api"]),
-        "GRAFANA_UPSTREAM": f"127.0.0.1:{ports['grafana']}",
+        "GRAFANA_UPSTREAM": f"unix/{grafana_socket}",
         "PROMETHEUS_UPSTREAM": f"127.0.0.1:{ports['prometheus']}",
         "ALERTMANAGER_UPSTREAM": f"127.0.0.1:{ports['alertmanager']}",
         "API_UPSTREAM": f"127.0.0.1:{ports['vigil']}",
+        "BACKEND_SECRETS": str(secrets_dir),
         "XDG_DATA_HOME": str(state_dir / "caddy" / "data"),
         "XDG_CONFIG_HOME": str(state_dir / "caddy" / "config"),
     }
@@ -552,11 +657,14 @@ def start_caddy(
     ports: dict[str, int],
     front: dict[str, int],
     state_dir: Path,
+    secrets_dir: Path,
+    grafana_socket: Path,
     name: str = "caddy",
 ) -> Component:
-    """Caddy with caddy/Caddyfile in front of ``ports``, listening on ``front``; waits for it."""
+    """Caddy with caddy/Caddyfile in front of ``ports`` and ``grafana_socket``, adding the
+    credentials in ``secrets_dir``, listening on ``front``; waits for it."""
     caddy = require_binary("caddy")
-    env = caddy_env(opts, ports, front, state_dir)
+    env = caddy_env(opts, ports, front, state_dir, secrets_dir, grafana_socket)
     argv = [caddy, "run", "--config", str(CADDYFILE), "--adapter", "caddyfile"]
     component = spawn(name, argv, env, state_dir / "logs")
     probe = f"http://127.0.0.1:{front['prometheus']}/"
@@ -602,13 +710,14 @@ def _allocate_ports(opts: StackOptions) -> tuple[dict[str, int], dict[str, int]]
                 f"ports in use: {', '.join(busy)}; stop what uses them or use --free-ports"
             )
         taken.update(front.values())
-    backends = {name: fresh() for name in ("vigil", "prometheus", "alertmanager", "grafana")}
+    backends = {name: fresh() for name in ("vigil", "prometheus", "alertmanager")}
     return backends, front
 
 
-def _all_targets_scraped(prometheus_url: str) -> bool:
+def _all_targets_scraped(prometheus_url: str, headers: dict[str, str]) -> bool:
+    request = urllib.request.Request(prometheus_url + "/api/v1/targets", headers=headers)
     try:
-        with urllib.request.urlopen(prometheus_url + "/api/v1/targets", timeout=2) as r:
+        with urllib.request.urlopen(request, timeout=2) as r:
             targets = json.load(r)["data"]["activeTargets"]
     except (OSError, ValueError, KeyError):
         return False
@@ -640,8 +749,14 @@ def up(opts: StackOptions) -> Stack:
 
     ports, front = _allocate_ports(opts)
     stack = Stack(state_dir, ports, front, user=opts.user, api_access=opts.api_access)
+    if grafana_bin is not None and len(os.fsencode(stack.grafana_socket)) > _MAX_SOCKET_PATH:
+        raise StackError(
+            f"Grafana's socket path {stack.grafana_socket} is too long for a Unix socket "
+            f"({_MAX_SOCKET_PATH} bytes at most): use a shorter --state-dir"
+        )
     render_dir = state_dir / "config"
     render_dir.mkdir(parents=True, exist_ok=True)
+    secrets_dir = generate_backend_secrets(stack.secrets_dir, binaries["caddy"])
     logs = state_dir / "logs"
     model = Path(opts.model_path).resolve()
     if not model.is_file():
@@ -681,6 +796,7 @@ def up(opts: StackOptions) -> Stack:
             str(ALERTMANAGER_ENTRYPOINT),
             f"--storage.path={state_dir / 'alertmanager-data'}",
             f"--web.listen-address=127.0.0.1:{ports['alertmanager']}",
+            f"--web.config.file={secrets_dir / 'alertmanager-web.yml'}",
             f"--web.external-url={stack.front_url('alertmanager')}/",
             "--cluster.listen-address=",
         ]
@@ -690,13 +806,14 @@ def up(opts: StackOptions) -> Stack:
         # Prometheus.
         rule_files = render_rules(opts, render_dir / "rules")
         prom_config = render_prometheus_config(
-            opts, ports, rule_files, render_dir / "prometheus.yml"
+            opts, ports, rule_files, render_dir / "prometheus.yml", secrets_dir
         )
         prom_argv = [
             binaries["prometheus"],
             f"--config.file={prom_config}",
             f"--storage.tsdb.path={state_dir / 'prometheus-data'}",
             f"--web.listen-address=127.0.0.1:{ports['prometheus']}",
+            f"--web.config.file={secrets_dir / 'prometheus-web.yml'}",
             f"--web.external-url={stack.front_url('prometheus')}/",
         ]
         prometheus = stack.add(spawn("prometheus", prom_argv, _base_env(), logs))
@@ -705,29 +822,46 @@ def up(opts: StackOptions) -> Stack:
         # Grafana, if there is one.
         if grafana_bin is not None:
             grafana = stack.add(_spawn_grafana(grafana_bin, opts, stack, logs))
-            grafana.url = stack.backend_url("grafana")
+            grafana.url = f"unix:{stack.grafana_socket}"
 
         ready_path = "/health/ready" if model.is_file() else "/health/live"
         _wait_component(vigil, lambda: http_status(vigil.url + ready_path) == 200, opts.timeout)
         for component in (alertmanager, prometheus):
-            url = component.url + "/-/ready"
-            _wait_component(component, lambda url=url: http_status(url) == 200, opts.timeout)
+            url, auth = component.url + "/-/ready", stack.backend_auth(component.name)
+            _wait_component(
+                component, lambda url=url, auth=auth: http_status(url, headers=auth) == 200,
+                opts.timeout,
+            )  # fmt: skip
         if "grafana" in stack.components:
-            g = stack.components["grafana"]
-            _wait_component(g, lambda: http_status(g.url + "/api/health") == 200, opts.timeout)
+            g, sock = stack.components["grafana"], stack.grafana_socket
+            _wait_component(g, lambda: unix_http_status(sock, "/api/health") == 200, opts.timeout)
 
-        stack.add(start_caddy(opts, ports, front, state_dir))
+        stack.add(start_caddy(opts, ports, front, state_dir, secrets_dir, stack.grafana_socket))
         if opts.wait_for_first_scrape:
             # Prometheus applies its targets some seconds after it starts: wait for the first
             # scrape of each, so that what happens from now on is seen as change (rates).
-            _wait_component(prometheus, lambda: _all_targets_scraped(prometheus.url), opts.timeout)
+            auth = stack.backend_auth("prometheus")
+            _wait_component(
+                prometheus, lambda: _all_targets_scraped(prometheus.url, auth), opts.timeout
+            )
     except BaseException:
         stack.stop()
         raise
     return stack
 
 
-def _spawn_grafana(binary: str, opts: StackOptions, stack: Stack, logs: Path) -> Component:
+# sun_path is 108 bytes on Linux, with the terminating NUL.
+_MAX_SOCKET_PATH = 107
+
+
+def grafana_env(opts: StackOptions, stack: Stack) -> dict[str, str]:
+    """Grafana's environment: grafana/grafana.env, then where it keeps its files, listens
+    and finds Prometheus.
+
+    On 127.0.0.1 every local process shares Caddy's address, so an auth-proxy whitelist of
+    it would trust them all: Grafana listens on a Unix socket only its owner may open, in
+    the state dir (0700), and trusts the user header from whoever connects there (Caddy).
+    """
     state = stack.state_dir / "grafana"
     env = {**_base_env(), **load_env_file(GRAFANA_DIR / "grafana.env")}
     env.update(
@@ -736,19 +870,31 @@ def _spawn_grafana(binary: str, opts: StackOptions, stack: Stack, logs: Path) ->
             "GF_PATHS_LOGS": str(state / "logs"),
             "GF_PATHS_PLUGINS": str(state / "plugins"),
             "GF_PATHS_PROVISIONING": str(GRAFANA_DIR / "provisioning"),
-            "GF_SERVER_HTTP_ADDR": "127.0.0.1",
-            "GF_SERVER_HTTP_PORT": str(stack.ports["grafana"]),
+            "GF_SERVER_PROTOCOL": "socket",
+            "GF_SERVER_SOCKET": str(stack.grafana_socket),
+            "GF_SERVER_SOCKET_MODE": "0600",
             "GF_SERVER_ROOT_URL": stack.front_url("grafana") + "/",
             "GF_SECURITY_ADMIN_USER": opts.user,
             "GF_SECURITY_ADMIN_PASSWORD": opts.grafana_admin_password,
-            "GF_AUTH_PROXY_WHITELIST": "127.0.0.1",
+            # No address list: the socket's permissions are the boundary.
+            "GF_AUTH_PROXY_WHITELIST": "",
             "GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH": str(
                 GRAFANA_DIR / "dashboards" / "vigil.json"
             ),
             "VIGIL_PROMETHEUS_URL": stack.backend_url("prometheus"),
+            "VIGIL_PROMETHEUS_PASSWORD": (stack.secrets_dir / "prometheus.password").read_text(),
             "VIGIL_DASHBOARDS_DIR": str(GRAFANA_DIR / "dashboards"),
         }
     )
+    return env
+
+
+def _spawn_grafana(binary: str, opts: StackOptions, stack: Stack, logs: Path) -> Component:
+    state = stack.state_dir / "grafana"
+    state.mkdir(parents=True, exist_ok=True)
+    state.chmod(0o700)
+    stack.grafana_socket.unlink(missing_ok=True)
+    env = grafana_env(opts, stack)
     argv = [binary]
     home = _grafana_home(binary)
     if home:

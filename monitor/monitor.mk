@@ -37,6 +37,9 @@ monitor-check: $(DEV) ## validate the monitoring configs (promtool, amtool, cadd
 	$(PROMTOOL) check config monitor/prometheus/prometheus.yml
 	$(PROMTOOL) test rules monitor/prometheus/tests/*.yml
 	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	BACKEND_SECRETS=$$tmp/secrets CADDY_BIN=$(CADDY) sh monitor/backend-auth/generate.sh && \
+	$(PROMTOOL) check web-config $$tmp/secrets/*-web.yml
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
 	ALERT_WEBHOOK_URL=http://receiver.invalid/alerts \
 	ALERTMANAGER_TEMPLATE=monitor/alertmanager/alertmanager.yml \
 	ALERTMANAGER_CONFIG=$$tmp/alertmanager.yml ALERTMANAGER_BIN=true \

@@ -180,7 +180,10 @@ def monitor_stack(
 
 def prom_query(stack: localstack.Stack, expr: str) -> list[dict]:
     r = requests.get(
-        stack.backend_url("prometheus") + "/api/v1/query", params={"query": expr}, timeout=10
+        stack.backend_url("prometheus") + "/api/v1/query",
+        params={"query": expr},
+        headers=stack.backend_auth("prometheus"),
+        timeout=10,
     )
     body = r.json()
     assert r.status_code == 200 and body["status"] == "success", f"{expr}: {body}"

@@ -33,6 +33,7 @@ def query_range(stack: localstack.Stack, expr: str, start: float, end: float) ->
     r = requests.get(
         stack.backend_url("prometheus") + "/api/v1/query_range",
         params={"query": expr, "start": start, "end": end, "step": "1s"},
+        headers=stack.backend_auth("prometheus"),
         timeout=10,
     )
     body = r.json()

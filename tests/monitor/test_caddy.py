@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import os
+import socketserver
 import subprocess
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 import requests
@@ -77,7 +80,7 @@ def test_basic_auth_on_each_service(monitor_stack, credentials, service, tmp_pat
         assert_basic_auth(monitor_stack.front_url(service) + SERVICES[service], credentials)
         return
     # No grafana-server here: Caddy's Grafana route, in front of a stand-in upstream.
-    caddy, front = start_second_caddy(monitor_stack, credentials, tmp_path, "auth", echo.port)
+    caddy, front = start_second_caddy(monitor_stack, credentials, tmp_path, "auth", echo.path)
     try:
         assert_basic_auth(f"http://127.0.0.1:{front[service]}/", credentials)
     finally:
@@ -102,10 +105,15 @@ def test_service_metrics_and_admin_routes_are_not_published_through_caddy(
     assert r.status_code == 200 and "vigil_model_ready" in r.text
 
 
-class HeaderEcho:
-    """An upstream that records the headers Caddy forwards (stands in for Grafana)."""
+class _UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
 
-    def __init__(self) -> None:
+
+class HeaderEcho:
+    """An upstream that records the headers Caddy forwards: on a Unix socket at ``path``
+    (stands in for Grafana), or on a TCP port (for Prometheus)."""
+
+    def __init__(self, path: Path | None = None) -> None:
         self.seen: list[dict[str, str]] = []
         outer = self
 
@@ -119,8 +127,12 @@ class HeaderEcho:
             def log_message(self, *args) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
+        self.path = path
+        if path is None:
+            self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+            self.port = self.server.server_address[1]
+        else:
+            self.server = _UnixHTTPServer(str(path), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def close(self) -> None:
@@ -129,14 +141,24 @@ class HeaderEcho:
 
 
 @pytest.fixture
-def echo() -> Iterator[HeaderEcho]:
+def echo(tmp_path) -> Iterator[HeaderEcho]:
+    server = HeaderEcho(tmp_path / "grafana.sock")
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def tcp_echo() -> Iterator[HeaderEcho]:
     server = HeaderEcho()
     yield server
     server.close()
 
 
-def start_second_caddy(stack, credentials, tmp_path, api_access, grafana_port=None):
-    """Another Caddy, from the same Caddyfile, in front of the running stack's backends."""
+def start_second_caddy(
+    stack, credentials, tmp_path, api_access, grafana_socket=None, prometheus_port=None
+):
+    """Another Caddy, from the same Caddyfile, in front of the running stack's backends (or
+    of a stand-in Grafana socket or Prometheus port), with the stack's credentials."""
     opts = localstack.StackOptions(
         user=credentials.user,
         password_hash=credentials.password_hash,
@@ -144,17 +166,25 @@ def start_second_caddy(stack, credentials, tmp_path, api_access, grafana_port=No
         api_access=api_access,
     )
     ports = dict(stack.ports)
-    if grafana_port:
-        ports["grafana"] = grafana_port
+    if prometheus_port:
+        ports["prometheus"] = prometheus_port
     front = {name: localstack.free_port() for name in localstack.COMPOSE_FRONT_PORTS}
-    component = localstack.start_caddy(opts, ports, front, tmp_path, name=f"caddy-{api_access}")
+    component = localstack.start_caddy(
+        opts,
+        ports,
+        front,
+        tmp_path,
+        stack.secrets_dir,
+        grafana_socket or stack.grafana_socket,
+        name=f"caddy-{api_access}",
+    )
     return component, front
 
 
 def test_grafana_gets_the_authenticated_user_and_never_the_password(
     monitor_stack, credentials, tmp_path, echo
 ):
-    caddy, front = start_second_caddy(monitor_stack, credentials, tmp_path, "auth", echo.port)
+    caddy, front = start_second_caddy(monitor_stack, credentials, tmp_path, "auth", echo.path)
     try:
         url = f"http://127.0.0.1:{front['grafana']}/"
         # A client cannot pick its Grafana user: without credentials it gets nowhere ...
@@ -168,6 +198,29 @@ def test_grafana_gets_the_authenticated_user_and_never_the_password(
         (headers,) = echo.seen
         assert headers["x-webauth-user"] == credentials.user
         assert "authorization" not in headers
+    finally:
+        caddy.stop()
+
+
+def test_caddy_replaces_the_users_login_with_the_backends_credential(
+    monitor_stack, credentials, tmp_path, tcp_echo
+):
+    """Prometheus (here a stand-in) gets the stack's credential, never the user's login."""
+    caddy, front = start_second_caddy(
+        monitor_stack, credentials, tmp_path, "auth", prometheus_port=tcp_echo.port
+    )
+    try:
+        url = f"http://127.0.0.1:{front['prometheus']}/api/v1/query"
+        assert requests.get(url, timeout=10).status_code == 401 and tcp_echo.seen == []
+        r = requests.get(url, auth=credentials.auth, timeout=10)
+        assert r.status_code == 200
+        (headers,) = tcp_echo.seen
+        expected = (monitor_stack.secrets_dir / "prometheus.authorization").read_text()
+        assert headers["authorization"] == expected
+        decoded = base64.b64decode(expected.removeprefix("Basic ")).decode()
+        user, _, password = decoded.partition(":")
+        assert user == localstack.BACKEND_USER and password != credentials.password
+        assert password == (monitor_stack.secrets_dir / "prometheus.password").read_text()
     finally:
         caddy.stop()
 

@@ -81,7 +81,9 @@ def test_compose_refuses_an_empty_value_and_the_unfilled_example(compose, tmp_pa
 
 def test_only_caddy_publishes_ports_on_loopback_by_default(compose, tmp_path):
     services = config(compose, full_env(tmp_path))["services"]
-    assert set(services) == {"vigil", "prometheus", "alertmanager", "grafana", "caddy"}
+    assert set(services) == {
+        "backend-auth", "vigil", "prometheus", "alertmanager", "grafana", "caddy"
+    }  # fmt: skip
     published = {name for name, s in services.items() if s.get("ports")}
     assert published == {"caddy"}
     ports = services["caddy"]["ports"]
@@ -92,7 +94,8 @@ def test_only_caddy_publishes_ports_on_loopback_by_default(compose, tmp_path):
 def test_images_are_pinned_and_every_service_has_a_healthcheck(compose, tmp_path):
     services = config(compose, full_env(tmp_path))["services"]
     for name, service in services.items():
-        assert service.get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
+        if name != "backend-auth":  # one-shot: the others wait for it to complete
+            assert service.get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
         if name == "vigil":
             assert service["build"]["dockerfile"] == "Dockerfile"
             assert Path(service["build"]["context"]) == localstack.REPO
@@ -163,6 +166,72 @@ def test_secrets_pass_through_unchanged_and_grafana_trusts_only_caddy(compose, t
     assert grafana["GF_AUTH_PROXY_AUTO_SIGN_UP"] == "false"
     caddy_ip = services["caddy"]["networks"]["default"]["ipv4_address"]
     assert grafana["GF_AUTH_PROXY_WHITELIST"] == caddy_ip
+
+
+SECRETS = "/run/vigil-secrets"  # where compose mounts the backend-secrets volume
+
+
+def test_backends_ask_for_a_credential_only_caddy_and_the_stack_are_given(compose, caddy, tmp_path):
+    """The compose network is reachable from the Docker host: Prometheus and Alertmanager
+    ask for the credential the one-shot backend-auth service generates (as without Docker),
+    which only the services that need it mount."""
+    cfg = config(compose, full_env(tmp_path))
+    services = cfg["services"]
+    assert "backend-secrets" in cfg["volumes"]
+    assert localstack.COMPOSE_SECRETS_DIR == SECRETS  # what localstack rewrites
+    gen = services["backend-auth"]
+    assert gen["entrypoint"] == ["/bin/sh", "/etc/backend-auth/generate.sh"]
+    (script,) = [v for v in gen["volumes"] if v["target"] == "/etc/backend-auth"]
+    assert Path(script["source"]) == localstack.BACKEND_AUTH_SCRIPT.parent
+    assert gen["environment"]["BACKEND_SECRETS"] == SECRETS
+    assert gen["network_mode"] == "none"
+
+    mounted = {}
+    for name, service in services.items():
+        for v in service.get("volumes", []):
+            if v["source"] == "backend-secrets":
+                assert v["target"] == SECRETS
+                mounted[name] = bool(v.get("read_only"))
+    assert mounted == {
+        "backend-auth": False, "prometheus": True, "alertmanager": True, "grafana": True,
+        "caddy": True,
+    }  # fmt: skip
+    for name in ("prometheus", "alertmanager", "grafana", "caddy"):
+        after = services[name]["depends_on"]["backend-auth"]["condition"]
+        assert after == "service_completed_successfully"
+
+    for name in localstack.AUTH_BACKENDS:
+        service = services[name]
+        assert f"--web.config.file={SECRETS}/{name}-web.yml" in service["command"]
+        # Its healthcheck sends the credential too (`config` writes $ as $$).
+        kind, check = service["healthcheck"]["test"]
+        assert kind == "CMD-SHELL"
+        assert f"Authorization: $$(cat {SECRETS}/{name}.authorization)" in check
+
+    # Prometheus sends the credentials from the mount ...
+    prom = yaml.safe_load(localstack.PROMETHEUS_CONFIG.read_text())
+    clients = [*prom["alerting"]["alertmanagers"], *prom["scrape_configs"]]
+    files = {c["basic_auth"]["password_file"] for c in clients if "basic_auth" in c}
+    assert files == {f"{SECRETS}/{n}.password" for n in localstack.AUTH_BACKENDS}
+    # ... Grafana's datasource gets Prometheus' ...
+    grafana = services["grafana"]
+    assert f"$$(cat {SECRETS}/prometheus.password)" in grafana["entrypoint"][-1]
+    assert grafana["entrypoint"][-1].endswith("exec /run.sh")
+    # ... and Caddy adds them, from the mount, for the users it authenticated.
+    env = {**os.environ, "MONITOR_USER": "u", "MONITOR_PASSWORD_HASH": HASH}
+    env.pop("BACKEND_SECRETS", None)
+    adapted = subprocess.run(
+        [caddy, "adapt", "--config", str(localstack.CADDYFILE), "--adapter", "caddyfile"],
+        capture_output=True, text=True, env=env, timeout=30, check=True,
+    )  # fmt: skip
+    servers = json.loads(adapted.stdout)["apps"]["http"]["servers"]
+    for name, port in (("prometheus", 9090), ("alertmanager", 9093)):
+        (server,) = [s for s in servers.values() if s["listen"] == [f"0.0.0.0:{port}"]]
+        auth, proxy = server["routes"][0]["handle"]
+        assert auth["handler"] == "authentication"
+        assert proxy["upstreams"] == [{"dial": f"{name}:{port}"}]
+        header = proxy["headers"]["request"]["set"]["Authorization"]
+        assert header == [f"{{file.{SECRETS}/{name}.authorization}}"]
 
 
 def test_alertmanager_runs_the_entrypoint_with_the_webhook_url(compose, tmp_path):

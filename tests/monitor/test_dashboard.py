@@ -211,7 +211,11 @@ def test_real_errors_and_anomalies_fire_alerts_that_reach_the_webhook(
         assert alert["annotations"]["runbook_url"].startswith("docs/runbook.md#")
     not_ready = webhook.wait_for_alert(lambda a: a["labels"]["alertname"] == "VigilNotReady", 1)
     assert not_ready["labels"]["instance"] == f"127.0.0.1:{not_ready_server.port}"
-    r = requests.get(monitor_stack.backend_url("alertmanager") + "/api/v2/alerts", timeout=10)
+    r = requests.get(
+        monitor_stack.backend_url("alertmanager") + "/api/v2/alerts",
+        headers=monitor_stack.backend_auth("alertmanager"),
+        timeout=10,
+    )
     slow = [a for a in r.json() if a["labels"]["alertname"] == "VigilErrorBudgetBurnSlow"]
     assert slow and slow[0]["status"]["state"] == "suppressed"
     assert slow[0]["status"]["inhibitedBy"]
@@ -227,7 +231,8 @@ def test_every_rule_evaluates_without_error_and_records_data(monitor_stack, not_
     url = monitor_stack.backend_url("prometheus") + "/api/v1/rules"
     deadline = time.monotonic() + 30
     while True:
-        groups = requests.get(url, timeout=10).json()["data"]["groups"]
+        auth = monitor_stack.backend_auth("prometheus")
+        groups = requests.get(url, headers=auth, timeout=10).json()["data"]["groups"]
         rules = [r for g in groups for r in g["rules"]]
         records = [r["name"] for r in rules if r["type"] == "recording"]
         empty = [name for name in records if not prom_query(monitor_stack, name)]

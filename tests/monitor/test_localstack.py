@@ -17,7 +17,7 @@ from monitor import localstack
 from tests.monitor.conftest import FAST
 
 OPTS = {"user": "u", "password_hash": "h", "webhook_url": "http://x/"}
-PORTS = {"vigil": 1001, "prometheus": 1002, "alertmanager": 1003, "grafana": 1004}
+PORTS = {"vigil": 1001, "prometheus": 1002, "alertmanager": 1003}
 
 
 def test_parse_duration():
@@ -57,7 +57,8 @@ def test_options_need_the_credentials(tmp_path):
 def test_prometheus_config_keeps_everything_but_addresses(tmp_path):
     opts = localstack.StackOptions(**OPTS, extra_vigil_targets=["127.0.0.1:9999"])
     rule_files = localstack.render_rules(opts, tmp_path / "rules")
-    out = localstack.render_prometheus_config(opts, PORTS, rule_files, tmp_path / "p.yml")
+    secrets = tmp_path / "secrets"
+    out = localstack.render_prometheus_config(opts, PORTS, rule_files, tmp_path / "p.yml", secrets)
     rendered = yaml.safe_load(out.read_text())
     source = yaml.safe_load(localstack.PROMETHEUS_CONFIG.read_text())
     assert rendered["global"] == source["global"]
@@ -69,6 +70,17 @@ def test_prometheus_config_keeps_everything_but_addresses(tmp_path):
     assert jobs["prometheus"]["static_configs"][0]["targets"] == ["127.0.0.1:1002"]
     am = rendered["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"]
     assert am == ["127.0.0.1:1003"]
+    # The credentials Prometheus sends to itself and to Alertmanager: this stack's files.
+    am_auth = rendered["alerting"]["alertmanagers"][0]["basic_auth"]
+    assert am_auth == {
+        "username": localstack.BACKEND_USER,
+        "password_file": str(secrets / "alertmanager.password"),
+    }
+    assert jobs["prometheus"]["basic_auth"]["password_file"] == str(secrets / "prometheus.password")
+    assert jobs["alertmanager"]["basic_auth"]["password_file"] == str(
+        secrets / "alertmanager.password"
+    )
+    assert "basic_auth" not in jobs["vigil"]
 
 
 def test_test_settings_shorten_intervals_and_for_only(tmp_path):
