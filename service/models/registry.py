@@ -422,6 +422,10 @@ class Registry:
         fd = os.open(model_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
+            for entry in os.listdir(model_dir):
+                if entry.startswith(f".{ALIASES_FILE}.") and entry.endswith(".tmp"):
+                    # a killed writer's: every alias writer holds this lock
+                    (model_dir / entry).unlink(missing_ok=True)
             yield model_dir
         finally:
             os.close(fd)  # releases the flock
@@ -535,8 +539,9 @@ class Registry:
         shutil.rmtree(trash, ignore_errors=True)
 
     def clean(self) -> list[Path]:
-        """Remove what killed writers left: staging folders whose writer is gone (its lock
-        file is free), trash, and stray state temp files. Returns what it removed."""
+        """Remove what killed writers left in the root: staging folders whose writer is gone
+        (its lock file is free) and trash. (A model's stray ``aliases.json`` temp files go
+        whenever its lock is taken.) Returns what it removed."""
         removed: list[Path] = []
         try:
             entries = os.listdir(self.root)
