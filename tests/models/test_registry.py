@@ -254,3 +254,29 @@ def test_a_single_artifact_is_a_one_model_registry(tmp_path, model_path, registr
     registry.register("default", save)
     with pytest.raises(ConflictError, match="model 'default' is defined twice"):
         combine(snap, registry.snapshot())
+
+
+def test_a_snapshot_taken_across_a_promote_and_delete_stays_consistent(registry, save, monkeypatch):
+    """Forces the narrow interleaving a reader can hit: between reading the aliases and listing
+    the versions, another writer moves ``default`` off version 2 and deletes 2."""
+    from service.models import registry as registry_module
+
+    for _ in range(3):
+        registry.register("alpha", save)
+    registry.promote("alpha", 2)
+    real_listing = registry_module._version_numbers
+    interfered = []
+
+    def listing_with_a_writer_in_between(model_dir):
+        if not interfered:
+            interfered.append(True)
+            other = Registry(registry.root)  # another writer, unaware of this read
+            other.promote("alpha", 3)
+            other.delete("alpha", 2)
+        return real_listing(model_dir)
+
+    monkeypatch.setattr(registry_module, "_version_numbers", listing_with_a_writer_in_between)
+    model = registry.snapshot().model("alpha")
+    assert interfered
+    assert model.numbers == (1, 3)
+    assert dict(model.aliases) == {"default": 3}
