@@ -62,9 +62,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _registry(args: argparse.Namespace) -> Registry:
     if args.registry is not None:
         return Registry(args.registry)
+    from pydantic import ValidationError
+
     from service.settings import Settings
 
-    return Registry(Settings().registry)
+    try:
+        return Registry(Settings().registry)
+    except ValidationError as exc:
+        raise RegistryError(f"invalid settings:\n{exc}") from None
 
 
 def _version_json(v: VersionInfo, model: ModelInfo) -> dict[str, Any]:
@@ -196,15 +201,10 @@ def cmd_delete(args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Run the chosen subcommand; a refused operation is exit 2 with the reason on stderr."""
-    from pydantic import ValidationError
-
     try:
         return args.handler(args)
     except RegistryError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except ValidationError as exc:
-        print(f"error: invalid settings:\n{exc}", file=sys.stderr)
         return 2
     except OSError as exc:
         print(f"error: {exc}", file=sys.stderr)

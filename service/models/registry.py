@@ -524,10 +524,11 @@ class Registry:
             state = _State.read(model_dir)
             holding = sorted(a for a, n in state.aliases.items() if n == number)
             if holding:
+                many = len(holding) > 1
                 raise ConflictError(
-                    f"cannot delete model {name!r} version {number}: alias"
-                    f"{'es' if len(holding) > 1 else ''} {', '.join(map(repr, holding))}"
-                    " point to it; promote another version first"
+                    f"cannot delete model {name!r} version {number}:"
+                    f" {'aliases' if many else 'alias'} {', '.join(map(repr, holding))}"
+                    f" {'point' if many else 'points'} to it; promote another version first"
                 )
             trash = self.root / f"{_TRASH}{name}-{number}-{secrets.token_hex(4)}"
             os.rename(model_dir / str(number), trash)

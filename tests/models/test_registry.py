@@ -114,7 +114,7 @@ def test_delete_refuses_aliased_versions_and_numbers_are_never_reused(registry, 
     registry.promote("alpha", 2, alias="champion")
     with pytest.raises(ConflictError, match=r"cannot delete model 'alpha' version 1: alias 'def"):
         registry.delete("alpha", 1)
-    with pytest.raises(ConflictError, match="version 2: alias 'champion' point"):
+    with pytest.raises(ConflictError, match="version 2: alias 'champion' points"):
         registry.delete("alpha", 2)
 
     registry.delete("alpha", 3)
