@@ -280,3 +280,30 @@ def test_a_snapshot_taken_across_a_promote_and_delete_stays_consistent(registry,
     assert interfered
     assert model.numbers == (1, 3)
     assert dict(model.aliases) == {"default": 3}
+
+
+def test_threads_of_one_process_get_distinct_numbers(registry, save):
+    """flock locks per open file, so writer threads of one server exclude each other too."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(4) as pool:
+        numbers = list(pool.map(lambda _: registry.register("alpha", save).number, range(16)))
+    assert sorted(numbers) == list(range(1, 17))
+    assert_complete(registry.snapshot())
+
+
+def test_the_registry_and_its_cli_import_neither_fastapi_nor_prometheus():
+    import subprocess
+    import sys
+
+    from tests.support import REPO
+
+    code = (
+        "import sys, service.models, service.cli_models, service.settings;"
+        "web = ('fastapi', 'starlette', 'prometheus_client');"
+        "print(sorted(m for m in web if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+    assert (done.returncode, done.stdout) == (0, "[]\n"), done.stderr
