@@ -7,6 +7,8 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from service.models.registry import DEFAULT_ALIAS, NAME_PATTERN
+
 
 class Settings(BaseSettings):
     """Every setting of the service. Each field is documented in the README's Settings table."""
@@ -15,6 +17,25 @@ class Settings(BaseSettings):
 
     model_path: Path = Field(
         Path("models/model.joblib"), description="Model artifact to load at start."
+    )
+    registry: Path = Field(
+        Path("models"),
+        description="Registry folder of named models: <name>/<version>/ and their aliases.",
+    )
+    default_model: str = Field(
+        DEFAULT_ALIAS,
+        pattern=f"^{NAME_PATTERN.pattern}$",
+        description=(
+            "The model the unnamed routes answer for; the artifact at model_path is served"
+            " under this name."
+        ),
+    )
+    registry_load: Literal["aliased", "all", "latest"] = Field(
+        "aliased",
+        description="Which versions of each model are loaded (aliased ones are always loaded).",
+    )
+    registry_latest: int = Field(
+        1, ge=1, description="With registry_load=latest, how many newest versions per model."
     )
     host: str = Field("127.0.0.1", description="Address to listen on.")
     port: int = Field(8000, ge=0, le=65535, description="Port to listen on.")

@@ -1,0 +1,1 @@
+"""Data on disk: atomic writes (and, at integration, CSV reading and sample data)."""
