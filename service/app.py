@@ -13,7 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.requests import ClientDisconnect
 
-from service import __version__, admin, metrics
+from service import __version__, admin, metrics, openapi
 from service.api import router
 from service.artifact import ArtifactError
 from service.model_store import ModelStore
@@ -103,6 +103,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # On the app itself rather than include_router(): FastAPI matches a request to an included
     # router twice, about 10 µs of a one-row prediction's 100 (bench/layers.py).
     app.router.routes.extend(router.routes)
-    app.include_router(admin.router)
+    app.include_router(admin.router, include_in_schema=settings.admin_token is not None)
     metrics.instrument(app)
+    openapi.install(app, store, settings)
     return app
