@@ -53,7 +53,7 @@ _ERRORS = {
         " too large for a float64"
     ),
     413: schemas.error("Body over VIGIL_MAX_BODY_BYTES, or batch over VIGIL_MAX_BATCH_ROWS rows"),
-    415: schemas.error("Content-Type is not JSON"),
+    415: schemas.error("Content-Type is not JSON, or Content-Encoding is not identity"),
     422: schemas.error("Wrong features or values, or a bad query parameter"),
     503: schemas.error("No model loaded"),
 }

@@ -78,6 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.store = store
+    openapi.install(app, store, settings)
 
     @app.exception_handler(InputError)
     async def input_error(_: Request, exc: InputError) -> JSONResponse:
@@ -105,5 +106,4 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.router.routes.extend(router.routes)
     app.include_router(admin.router, include_in_schema=settings.admin_token is not None)
     metrics.instrument(app)
-    openapi.install(app, store, settings)
     return app
