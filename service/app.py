@@ -13,10 +13,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.requests import ClientDisconnect
 
-from service import __version__, admin, metrics, openapi
+from service import __version__, admin, metrics
 from service.api import router
 from service.artifact import ArtifactError
 from service.model_store import ModelStore
+from service.openapi import install_openapi
 from service.settings import Settings
 from service.validation import InputError
 
@@ -78,7 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.store = store
-    openapi.install(app, store, settings)
+    install_openapi(app, store, settings)
 
     @app.exception_handler(InputError)
     async def input_error(_: Request, exc: InputError) -> JSONResponse:

@@ -21,7 +21,7 @@ from service.settings import Settings
 _NOT_BUILT = object()
 
 
-def install(app: FastAPI, store: ModelStore, settings: Settings) -> None:
+def install_openapi(app: FastAPI, store: ModelStore, settings: Settings) -> None:
     """Make ``app.openapi()`` describe the model that ``store`` serves."""
     built_for: object = _NOT_BUILT
 
