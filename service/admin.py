@@ -6,7 +6,7 @@ import hmac
 import logging
 import os
 import signal
-from typing import Annotated, Literal
+from typing import Annotated
 
 import anyio.to_thread
 from fastapi import APIRouter, Depends, HTTPException, Request
@@ -22,7 +22,7 @@ log = logging.getLogger("vigil.admin")
 
 
 class ReloadResponse(BaseModel):
-    result: Literal["reloaded", "unchanged", "refused"]
+    result: schemas.ReloadResult
     model_version: str | None
     previous_version: str | None
     reason: str | None = None

@@ -59,6 +59,10 @@ class ModelInformation(BaseModel):
     vigil_version: str
 
 
+# What POST /admin/reload answers (model_store.ReloadOutcome.result): 200 for the first two.
+ReloadResult = Literal["reloaded", "unchanged", "refused"]
+
+
 class Live(BaseModel):
     status: Literal["alive"]
 
