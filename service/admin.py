@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
+from service import schemas
 from service.model_store import ModelStore, ReloadOutcome
 from service.server import SUPERVISOR_ENV
 from service.settings import Settings
@@ -21,7 +22,7 @@ log = logging.getLogger("vigil.admin")
 
 
 class ReloadResponse(BaseModel):
-    result: str
+    result: schemas.ReloadResult
     model_version: str | None
     previous_version: str | None
     reason: str | None = None
@@ -66,10 +67,16 @@ def tell_other_workers() -> None:
     response_model=ReloadResponse,
     summary="Reload the model from VIGIL_MODEL_PATH (Bearer VIGIL_ADMIN_TOKEN)",
     responses={
-        401: {"description": "No admin token sent"},
-        403: {"description": "Wrong admin token"},
+        401: schemas.error(
+            "No Bearer token sent",
+            headers={"WWW-Authenticate": {"schema": {"type": "string", "const": "Bearer"}}},
+        ),
+        403: schemas.error("Wrong admin token"),
         409: {"model": ReloadResponse, "description": "Refused; the old model keeps serving"},
     },
+    # The route exists only with VIGIL_ADMIN_TOKEN set (app.py leaves it out of the document
+    # otherwise: it answers 404 like any unknown path).
+    openapi_extra={"security": [{schemas.ADMIN_SECURITY: []}]},
 )
 async def reload(request: Request) -> JSONResponse:
     outcome = await reload_model(request.app.state.store, request.app.state.settings)

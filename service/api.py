@@ -48,11 +48,14 @@ ModelDep = Annotated[Model, Depends(require_model)]
 ScoreQuery = Annotated[bool, Query(description="Add anomaly_score to each result.")]
 
 _ERRORS = {
-    400: {"model": schemas.ErrorResponse, "description": "Body is not valid JSON"},
-    413: {"model": schemas.ErrorResponse, "description": "Body or batch too large"},
-    415: {"model": schemas.ErrorResponse, "description": "Body is not JSON"},
-    422: {"model": schemas.ErrorResponse, "description": "Wrong features or values"},
-    503: {"model": schemas.ErrorResponse, "description": "No model loaded"},
+    400: schemas.error(
+        "Body is empty or not valid JSON (NaN and Infinity are not JSON), or a number is"
+        " too large for a float64"
+    ),
+    413: schemas.error("Body over VIGIL_MAX_BODY_BYTES, or batch over VIGIL_MAX_BATCH_ROWS rows"),
+    415: schemas.error("Content-Type is not JSON, or Content-Encoding is not identity"),
+    422: schemas.error("Wrong features or values, or a bad query parameter"),
+    503: schemas.error("No model loaded"),
 }
 
 
@@ -179,7 +182,7 @@ def scoring_route(path: str, **kwargs: Any):
     response_model_exclude_none=True,
     responses=_ERRORS,
     summary="Score one feature vector",
-    openapi_extra=schemas.json_body(schemas.SINGLE_EXAMPLES, schemas.ROW_SCHEMA),
+    openapi_extra=schemas.json_body(schemas.ROW),
 )
 async def prediction(request: Request, score: ScoreQuery = False) -> Response:
     state = request.app.state
@@ -194,7 +197,7 @@ async def prediction(request: Request, score: ScoreQuery = False) -> Response:
     response_model_exclude_none=True,
     responses=_ERRORS,
     summary="Score a batch of feature vectors",
-    openapi_extra=schemas.json_body(schemas.BATCH_EXAMPLES, schemas.BATCH_SCHEMA),
+    openapi_extra=schemas.json_body(schemas.BATCH),
 )
 async def predictions(request: Request, score: ScoreQuery = False) -> Response:
     state = request.app.state
@@ -218,15 +221,15 @@ async def model_information(model: ModelDep) -> Response:
     return _json(handlers.model_information(model))
 
 
-@router.get("/health/live", response_model=schemas.Health, summary="Liveness")
+@router.get("/health/live", response_model=schemas.Live, summary="Liveness")
 async def live() -> Response:
     return _json({"status": "alive"})
 
 
 @router.get(
     "/health/ready",
-    response_model=schemas.Health,
-    responses={503: {"model": schemas.Health, "description": "No model loaded"}},
+    response_model=schemas.Ready,
+    responses={503: {"model": schemas.NotReady, "description": "No model loaded"}},
     summary="Readiness: 200 only while a model is loaded",
 )
 async def ready(store: StoreDep) -> Response:

@@ -17,6 +17,7 @@ from service import __version__, admin, metrics
 from service.api import router
 from service.artifact import ArtifactError
 from service.model_store import ModelStore
+from service.openapi import install_openapi
 from service.settings import Settings
 from service.validation import InputError
 
@@ -78,6 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.store = store
+    install_openapi(app, store, settings)
 
     @app.exception_handler(InputError)
     async def input_error(_: Request, exc: InputError) -> JSONResponse:
@@ -103,6 +105,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # On the app itself rather than include_router(): FastAPI matches a request to an included
     # router twice, about 10 µs of a one-row prediction's 100 (bench/layers.py).
     app.router.routes.extend(router.routes)
-    app.include_router(admin.router)
+    app.include_router(admin.router, include_in_schema=settings.admin_token is not None)
     metrics.instrument(app)
     return app
