@@ -297,7 +297,8 @@ def test_tampered_artifact_at_start_is_never_unpickled(tmp_path, model_path):
     shutil.copy(model_path, model)
     shutil.copy(artifact.manifest_path(model_path), artifact.manifest_path(model))
     marker = tmp_path / "code-ran"
-    model.write_bytes(pickle.dumps(_Marker(marker)))
+    evil = pickle.dumps(_Marker(marker))  # padded to the size the manifest says: only the hash
+    model.write_bytes(evil + b"\0" * (model.stat().st_size - len(evil)))  # can refuse it
     server = start_server(model, tmp_path, ready=False)
     try:
         r = requests.get(f"{server.url}/health/ready", timeout=5)
