@@ -102,7 +102,7 @@ class ModelStore:
                     self._error = exc.public
                     metrics.set_not_ready()
                 raise
-            self._install(model)
+            self._install(model, copy=served is not None)
         if published:
             self._notify()
         return model
@@ -155,7 +155,7 @@ class ModelStore:
             except ArtifactError as exc:
                 log.error("could not follow the other workers' model, still serving: %s", exc)
                 return
-            self._install(model)
+            self._install(model, copy=True)
 
     def _publish(self, verified: Verified) -> bool:
         """Keep the verified bytes for the other and future workers (several workers only)."""
@@ -175,15 +175,16 @@ class ModelStore:
         if self._on_publish is not None:
             self._on_publish()
 
-    def _install(self, model: Model) -> None:
+    def _install(self, model: Model, copy: bool = False) -> None:
         self._model = model
         self._error = None
         metrics.set_model(
             model.version, model.loaded_at, float(model.metadata["training_anomaly_ratio"])
         )
         log.info(
-            "serving model %s from %s (%d features: %s)",
+            "serving model %s from %s%s (%d features: %s)",
             model.version,
+            "the workers' verified copy of " if copy else "",
             model.source,
             model.n_features,
             ", ".join(model.feature_names),

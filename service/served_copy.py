@@ -34,6 +34,9 @@ class ServedCopy:
     def lock(self) -> Iterator[None]:
         """Hold the copy exclusively, across the workers' processes (and threads: each call
         opens its own file description)."""
+        # Made again if something (a tmp cleaner) removed it: then there is no copy, and the
+        # next worker to load publishes one.
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd = os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)

@@ -162,6 +162,7 @@ def serve(settings: Settings | None = None) -> None:
         finally:
             shutil.rmtree(run_dir, ignore_errors=True)
     else:
+        os.environ.pop(SERVED_COPY_ENV, None)  # one process: it loads the model path itself
         # Until the app installs its SIGHUP handler at startup, SIGHUP must not kill us.
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
         uvicorn.Server(config).run()
