@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import hmac
 import logging
-import os
-import signal
 from typing import Annotated
 
 import anyio.to_thread
@@ -15,7 +13,6 @@ from pydantic import BaseModel
 
 from service import schemas
 from service.model_store import ModelStore, ReloadOutcome
-from service.server import SUPERVISOR_ENV
 from service.settings import Settings
 
 log = logging.getLogger("vigil.admin")
@@ -55,13 +52,6 @@ async def reload_model(store: ModelStore, settings: Settings) -> ReloadOutcome:
     return await anyio.to_thread.run_sync(store.reload, settings.model_path)
 
 
-def tell_other_workers() -> None:
-    """With several workers, the supervisor passes SIGHUP on to each of them."""
-    pid = os.environ.get(SUPERVISOR_ENV)
-    if pid and pid.isdigit():
-        os.kill(int(pid), signal.SIGHUP)
-
-
 @router.post(
     "/reload",
     response_model=ReloadResponse,
@@ -79,8 +69,7 @@ def tell_other_workers() -> None:
     openapi_extra={"security": [{schemas.ADMIN_SECURITY: []}]},
 )
 async def reload(request: Request) -> JSONResponse:
+    # With several workers, the store tells the others through the supervisor.
     outcome = await reload_model(request.app.state.store, request.app.state.settings)
-    if outcome.result == "reloaded":
-        tell_other_workers()
     body = ReloadResponse(**outcome.__dict__).model_dump()
     return JSONResponse(body, status_code=409 if outcome.result == "refused" else 200)

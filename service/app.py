@@ -8,12 +8,13 @@ import logging
 import signal
 from contextlib import asynccontextmanager, suppress
 
+import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.requests import ClientDisconnect
 
-from service import __version__, admin, metrics
+from service import __version__, admin, metrics, server
 from service.api import router
 from service.artifact import ArtifactError
 from service.model_store import ModelStore
@@ -39,14 +40,25 @@ def _describe(err: dict) -> str:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
-    store = ModelStore()
+    shared = server.served_copy()  # several workers: what they serve, kept by the supervisor
+    store = ModelStore(shared, on_publish=server.tell_supervisor if shared else None)
 
     reloads: set[asyncio.Task] = set()
 
-    def on_sighup() -> None:
-        task = asyncio.get_running_loop().create_task(admin.reload_model(store, settings))
+    def in_background(work) -> None:
+        task = asyncio.get_running_loop().create_task(work)
         reloads.add(task)
         task.add_done_callback(reloads.discard)
+
+    def on_reload_signal() -> None:
+        in_background(admin.reload_model(store, settings))
+
+    def on_follow_signal() -> None:
+        in_background(anyio.to_thread.run_sync(store.adopt, settings.model_path))
+
+    signals = {server.RELOAD: on_reload_signal}
+    if shared is not None:
+        signals[server.FOLLOW] = on_follow_signal
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -54,19 +66,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             store.load(settings.model_path)
         except ArtifactError as exc:
             log.warning("starting without a model (not ready): %s", exc)
+        loop = asyncio.get_running_loop()
+        try:
+            for sig, handler in signals.items():
+                loop.add_signal_handler(sig, handler)
+        except (ValueError, RuntimeError, NotImplementedError):
+            log.debug("not in the main thread: SIGHUP reload is off")
+        if shared is not None:
+            # Told to follow before the handler was in place, a worker did not hear it: look.
+            await anyio.to_thread.run_sync(store.adopt, settings.model_path)
         # What start-up allocated (modules, the model) lives as long as the process: take it out
         # of the garbage collector's full passes, which otherwise rescan it every few requests
         # (a fifth of a 10,000-row request). Objects freed later are still freed by refcount.
         gc.collect()
         gc.freeze()
-        loop = asyncio.get_running_loop()
-        try:
-            loop.add_signal_handler(signal.SIGHUP, on_sighup)
-        except (ValueError, RuntimeError, NotImplementedError):
-            log.debug("not in the main thread: SIGHUP reload is off")
         yield
         with suppress(ValueError, RuntimeError, NotImplementedError):
-            loop.remove_signal_handler(signal.SIGHUP)
+            for sig in signals:
+                loop.remove_signal_handler(sig)
+                signal.signal(sig, signal.SIG_IGN)  # a late signal must not kill us on the way out
 
     app = FastAPI(
         title="Vigil",

@@ -1,9 +1,10 @@
 """The model artifact: a joblib file plus a JSON manifest that carries its SHA-256 and metadata.
 
-A joblib file is a pickle, and loading a pickle runs code. So the loader reads the manifest
-first, hashes the artifact file, and only unpickles it when the hash matches. Both files are
-written atomically (temp file, fsync, rename) so a crash never leaves a half-written file
-where the service loads from.
+A joblib file is a pickle, and loading a pickle runs code. So the loader reads the file once
+into memory (no more than the manifest's ``size_bytes``), hashes those bytes, and unpickles
+those same bytes only when the hash matches the manifest: swapping the file on disk between
+the check and the unpickle changes nothing. Both files are written atomically (temp file,
+fsync, rename) so a crash never leaves a half-written file where the service loads from.
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ import hashlib
 import io
 import json
 import os
+import stat
 import tempfile
 import threading
+from dataclasses import dataclass
 from importlib.metadata import version as installed_version
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import joblib
 
@@ -27,16 +30,24 @@ if TYPE_CHECKING:
 
 FORMAT_VERSION = 1
 SKLEARN_VERSION = installed_version("scikit-learn")
+MAX_MANIFEST_BYTES = 16 * 1024 * 1024
+"""A manifest is a few KB (metadata and probe rows); anything far larger is not one."""
 
 
 class ArtifactError(Exception):
-    """The artifact cannot be loaded. ``str()`` names the file's full path (for logs);
-    ``public`` names only the file, for HTTP answers that must not reveal server paths."""
+    """The artifact cannot be loaded.
 
-    def __init__(self, path: str | Path, reason: str) -> None:
+    ``str()`` names the file's full path and any ``detail`` (for logs and the CLI); ``public``
+    names only the file's base name and the ``reason``, for answers a client can see. So a
+    ``reason`` must never hold a path or an exception's text (an ``OSError`` names its file):
+    such text goes in ``detail``.
+    """
+
+    def __init__(self, path: str | Path, reason: str, detail: str | None = None) -> None:
         self.path = Path(path)
         self.reason = reason
-        super().__init__(f"{self.path}: {reason}")
+        self.detail = detail
+        super().__init__(f"{self.path}: {reason}" + (f" ({detail})" if detail else ""))
 
     @property
     def public(self) -> str:
@@ -110,7 +121,8 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _atomic_write(path: Path, write) -> None:
+def atomic_write(path: Path, write) -> None:
+    """Write ``path`` through ``write(fh)`` into a temp file beside it, fsync, then rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -134,7 +146,7 @@ def save(artifact: ModelArtifact, path: str | Path) -> Path:
         "forest": artifact.forest.to_state(),
         "estimator": artifact.estimator_bytes,
     }
-    _atomic_write(path, lambda fh: joblib.dump(payload, fh))
+    atomic_write(path, lambda fh: joblib.dump(payload, fh))
     manifest = {
         "format": FORMAT_VERSION,
         "artifact": path.name,
@@ -144,17 +156,50 @@ def save(artifact: ModelArtifact, path: str | Path) -> Path:
     }
     text = json.dumps(manifest, indent=2, sort_keys=True).encode() + b"\n"
     mpath = manifest_path(path)
-    _atomic_write(mpath, lambda fh: fh.write(text))
+    atomic_write(mpath, lambda fh: fh.write(text))
     return mpath
 
 
-def read_manifest(path: str | Path) -> dict[str, Any]:
-    mpath = manifest_path(path)
-    if not mpath.is_file():
-        raise ArtifactError(mpath, "manifest not found (re-train to write it)")
+def os_reason(exc: OSError) -> str:
+    """An OSError's reason without its file name (``str(exc)`` holds the full path)."""
+    return exc.strerror or type(exc).__name__
+
+
+def _open_regular(path: Path, what: str, missing: str) -> BinaryIO:
+    """Open ``path`` for reading; refuse anything but a regular file. Non-blocking, so a FIFO
+    put in its place cannot hang the loader. Every OSError becomes an ArtifactError."""
     try:
-        manifest = json.loads(mpath.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise ArtifactError(path, missing) from None
+    except OSError as exc:
+        raise ArtifactError(path, f"{what} cannot be read ({os_reason(exc)})") from None
+    try:
+        regular = stat.S_ISREG(os.fstat(fd).st_mode)
+    except BaseException:
+        os.close(fd)
+        raise
+    if not regular:
+        os.close(fd)
+        raise ArtifactError(path, f"{what} is not a regular file")
+    return os.fdopen(fd, "rb")
+
+
+def _read_manifest_bytes(mpath: Path) -> bytes:
+    with _open_regular(mpath, "manifest", "manifest not found (re-train to write it)") as fh:
+        try:
+            text = fh.read(MAX_MANIFEST_BYTES + 1)
+        except OSError as exc:
+            raise ArtifactError(mpath, f"manifest cannot be read ({os_reason(exc)})") from None
+    if len(text) > MAX_MANIFEST_BYTES:
+        raise ArtifactError(mpath, f"manifest is larger than {MAX_MANIFEST_BYTES} bytes")
+    return text
+
+
+def _parse_manifest(mpath: Path, text: bytes) -> dict[str, Any]:
+    try:
+        manifest = json.loads(text.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ArtifactError(mpath, f"manifest is unreadable ({type(exc).__name__})") from None
     if not isinstance(manifest, dict) or not isinstance(manifest.get("sha256"), str):
         raise ArtifactError(mpath, "manifest has no sha256")
@@ -164,7 +209,72 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
         )
     if not isinstance(manifest.get("metadata"), dict):
         raise ArtifactError(mpath, "manifest has no metadata")
+    if not isinstance(manifest.get("artifact"), str):
+        raise ArtifactError(mpath, "manifest has no artifact file name")
+    size = manifest.get("size_bytes")
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise ArtifactError(mpath, "manifest has no size_bytes")
     return manifest
+
+
+def read_manifest(path: str | Path) -> dict[str, Any]:
+    """The manifest of the artifact at ``path``, with its fields checked."""
+    mpath = manifest_path(path)
+    return _parse_manifest(mpath, _read_manifest_bytes(mpath))
+
+
+@dataclass(frozen=True)
+class Verified:
+    """An artifact file's bytes, read once and matched against its manifest; nothing unpickled.
+
+    ``data`` is exactly what was hashed: it is what gets unpickled, and what a verified copy
+    holds.
+    """
+
+    path: Path
+    data: bytes
+    sha256: str
+    manifest: dict[str, Any]
+    manifest_bytes: bytes
+
+
+def read_verified(path: str | Path) -> Verified:
+    """Read the artifact once, bounded by its manifest's size, and check name, size and hash."""
+    path = Path(path)
+    with _open_regular(path, "model file", "model file not found") as fh:
+        mpath = manifest_path(path)
+        manifest_bytes = _read_manifest_bytes(mpath)
+        manifest = _parse_manifest(mpath, manifest_bytes)
+        named = manifest["artifact"]
+        if named != path.name:
+            shown = Path(named).name[:100]  # a manifest's word, but never a path
+            raise ArtifactError(
+                path,
+                f"the manifest is for {shown!r}, not {path.name!r}"
+                " (copy a model together with its own manifest)",
+            )
+        expected = manifest["size_bytes"]
+        try:
+            size = os.fstat(fh.fileno()).st_size
+            # A wrong size is refused before anything is read; one byte more than expected is
+            # asked for, to catch a file that grows meanwhile.
+            data = fh.read(expected + 1) if size == expected else b""
+        except OSError as exc:
+            raise ArtifactError(path, f"model file cannot be read ({os_reason(exc)})") from None
+    if size == expected:
+        size = len(data)
+    if size != expected:
+        raise ArtifactError(
+            path, f"model file does not match its manifest: {size} bytes, manifest says {expected}"
+        )
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != manifest["sha256"]:
+        raise ArtifactError(
+            path,
+            f"model file does not match its manifest: sha256 {actual},"
+            f" manifest says {manifest['sha256']}",
+        )
+    return Verified(path, data, actual, manifest, manifest_bytes)
 
 
 def _sklearn_compatible(trained_with: str) -> bool:
@@ -173,18 +283,13 @@ def _sklearn_compatible(trained_with: str) -> bool:
 
 def load(path: str | Path) -> ModelArtifact:
     """Verify and load an artifact; nothing is unpickled unless its hash matches the manifest."""
-    path = Path(path)
-    if not path.is_file():
-        raise ArtifactError(path, "model file not found")
-    manifest = read_manifest(path)
-    actual = file_sha256(path)
-    if actual != manifest["sha256"]:
-        raise ArtifactError(
-            path,
-            f"model file does not match its manifest: sha256 {actual},"
-            f" manifest says {manifest['sha256']}",
-        )
-    meta = manifest["metadata"]
+    return from_verified(read_verified(path))
+
+
+def from_verified(verified: Verified) -> ModelArtifact:
+    """Unpickle the verified bytes (never the file again) and check what they hold."""
+    path = verified.path
+    meta = verified.manifest["metadata"]
     trained_with = str(meta.get("sklearn_version", "?"))
     if not _sklearn_compatible(trained_with):
         raise ArtifactError(
@@ -193,9 +298,11 @@ def load(path: str | Path) -> ModelArtifact:
             f" {SKLEARN_VERSION} (re-train it with this version)",
         )
     try:
-        payload = joblib.load(path)
+        payload = joblib.load(io.BytesIO(verified.data))
     except Exception as exc:  # a corrupt pickle can raise nearly anything
-        raise ArtifactError(path, f"model file cannot be read: {type(exc).__name__}") from None
+        raise ArtifactError(
+            path, f"model file cannot be read: {type(exc).__name__}", detail=str(exc)
+        ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT_VERSION:
         raise ArtifactError(path, "not a Vigil model artifact")
     if payload.get("metadata") != meta:
@@ -206,7 +313,7 @@ def load(path: str | Path) -> ModelArtifact:
     try:
         forest = CompiledForest.from_state(payload.get("forest"))
     except ValueError as exc:
-        raise ArtifactError(path, str(exc)) from None
+        raise ArtifactError(path, str(exc)) from None  # fastforest's own words, no path
     names = meta.get("feature_names")
     if not isinstance(names, list) or not (
         forest.n_features == meta.get("n_features") == len(names)
@@ -216,4 +323,4 @@ def load(path: str | Path) -> ModelArtifact:
             f"the model takes {forest.n_features} features, metadata says"
             f" {meta.get('n_features')} ({names})",
         )
-    return ModelArtifact(meta, forest, est_bytes, sha256=actual)
+    return ModelArtifact(meta, forest, est_bytes, sha256=verified.sha256)

@@ -18,6 +18,7 @@ import requests
 
 from service import artifact
 from service.training import TrainingParams, train
+from tests.service.hostile import Swapper, make_unreadable
 from tests.support import metric, scrape, start_server, wait_for
 
 pytestmark = pytest.mark.slow
@@ -228,13 +229,12 @@ def test_sighup_reaches_every_worker(tmp_path):
                 return (
                     metric(m, "vigil_model_info", version=second) == 1
                     and metric(m, "vigil_model_info", version=first) == 0
-                    and metric(m, "vigil_model_reloads_total", result="reloaded") == 2
                 )
 
             wait_for(all_on_second, 15, "both workers on the new model")
             assert {served_version(server.url) for _ in range(40)} == {second}
 
-            # The endpoint answers on one worker and has the supervisor reload the others.
+            # The endpoint answers on one worker and has the supervisor move the others.
             third = make_model(model, seed=3)
             r = reload(server.url)
             assert (r.status_code, r.json()["model_version"]) == (200, third)
@@ -244,6 +244,10 @@ def test_sighup_reaches_every_worker(tmp_path):
                 "both workers on the third model",
             )
         assert load.failures == []
+        # One worker reloads and counts; the others follow without counting a reload.
+        m = scrape(server.url)
+        assert metric(m, "vigil_model_reloads_total", result="reloaded") == 2
+        assert metric(m, "vigil_model_reloads_total", result="unchanged") == 0
         assert "died" not in server.log()
     finally:
         server.stop()
@@ -297,7 +301,8 @@ def test_tampered_artifact_at_start_is_never_unpickled(tmp_path, model_path):
     shutil.copy(model_path, model)
     shutil.copy(artifact.manifest_path(model_path), artifact.manifest_path(model))
     marker = tmp_path / "code-ran"
-    model.write_bytes(pickle.dumps(_Marker(marker)))
+    evil = pickle.dumps(_Marker(marker))  # padded to the size the manifest says: only the hash
+    model.write_bytes(evil + b"\0" * (model.stat().st_size - len(evil)))  # can refuse it
     server = start_server(model, tmp_path, ready=False)
     try:
         r = requests.get(f"{server.url}/health/ready", timeout=5)
@@ -305,5 +310,45 @@ def test_tampered_artifact_at_start_is_never_unpickled(tmp_path, model_path):
         assert "does not match its manifest" in r.json()["reason"]
         assert not marker.exists()
         assert artifact.file_sha256(model) in server.log()  # both hashes are logged
+    finally:
+        server.stop()
+
+
+def test_admin_reload_never_unpickles_a_file_swapped_after_its_hash_check(served, tmp_path):
+    """The race of issue #9 through the live server: reloads while the file is swapped."""
+    server, model, first = served
+    marker = tmp_path / "code-ran"
+    results: Counter[str] = Counter()
+    deadline = time.monotonic() + 4
+    with Swapper(model, marker, tmp_path / "stage"):
+        while time.monotonic() < deadline and not marker.exists():
+            r = reload(server.url)
+            results[r.json()["result"]] += 1
+            assert str(model.parent) not in r.text
+    assert not marker.exists(), f"the pickle ran after {dict(results)}"
+    assert results["refused"] > 0 and results["unchanged"] > 0, results
+    assert served_version(server.url) == first
+
+
+def test_no_client_sees_a_server_path(tmp_path):
+    """An unreadable model file (an OSError names the full path): at start and on reload, the
+    answers name the file by its base name only."""
+    model = tmp_path / "private" / "models" / "model.joblib"
+    make_model(model, seed=1)
+    make_unreadable(model)
+    server = start_server(model, tmp_path, env={"VIGIL_ADMIN_TOKEN": TOKEN}, ready=False)
+    try:
+        answers = [
+            requests.get(f"{server.url}/health/ready", timeout=5),
+            requests.post(f"{server.url}/prediction", json=[0.1, 0.1], timeout=5),
+            requests.post(f"{server.url}/predictions", json=[[0.1, 0.1]], timeout=5),
+            reload(server.url),
+            requests.get(f"{server.url}/health/ready", timeout=5),
+        ]
+        assert [r.status_code for r in answers] == [503, 503, 503, 409, 503]
+        for r in answers:
+            assert "model.joblib: model file cannot be read (Permission denied)" in r.text
+            assert str(tmp_path) not in r.text, r.text
+        assert str(model) in server.log()  # the operator's log names the file
     finally:
         server.stop()
