@@ -1,0 +1,202 @@
+"""The real server's bounds on what one client can hold: head sizes, read deadlines, connections.
+
+Raw sockets where a well-behaved client library would not misbehave: half-sent heads, idle
+connections, oversized headers and request lines. Each wait is bounded by a socket timeout.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.support import LiveServer, start_server, wait_for
+
+pytestmark = pytest.mark.slow
+
+BOUND = 10  # seconds any single wait below may take before the test fails
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, model_path) -> LiveServer:
+    """Default size limits; deadlines of one second so the tests wait little."""
+    env = {"VIGIL_HEADER_TIMEOUT": "1", "VIGIL_BODY_TIMEOUT": "1"}
+    s = start_server(model_path, tmp_path_factory.mktemp("limits"), env=env)
+    yield s
+    s.stop()
+
+
+def connect(server: LiveServer) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=BOUND)
+    return sock
+
+
+def read_until_closed(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes; fails on a socket timeout (BOUND)."""
+    chunks = []
+    while chunk := sock.recv(65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse(raw: bytes) -> tuple[int, dict[str, str], bytes]:
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines[1:])
+    return int(lines[0].split()[1]), {k.lower(): v for k, v in headers.items()}, body
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+# ------------------------------------------------------------------------ request heads
+
+
+@pytest.mark.parametrize(
+    ("headers", "status", "detail"),
+    [
+        ({"X-Big": "a" * 20_000}, 431, "header 'x-big' is 20005 bytes; the limit is 16384"),
+        ({"X-Big": "a" * 1_000_000}, 431, "over 65536 bytes (VIGIL_MAX_HEAD_BYTES)"),
+        ({f"X-{i}": "a" * 10_000 for i in range(8)}, 431, "(VIGIL_MAX_HEAD_BYTES)"),
+    ],
+)
+def test_oversized_headers_get_431_with_a_json_detail(server, headers, status, detail):
+    r = requests.get(server.url + "/health/live", headers=headers, timeout=BOUND)
+    assert r.status_code == status
+    assert r.headers["content-type"] == "application/json"
+    assert detail in r.json()["detail"]
+
+
+@pytest.mark.parametrize("length", [9_000, 1_000_000])
+def test_long_request_target_gets_414_with_a_json_detail(server, length):
+    r = requests.get(server.url + "/health/live?q=" + "a" * length, timeout=BOUND)
+    assert r.status_code == 414
+    assert r.json()["detail"] == "request target is over 8192 bytes (VIGIL_MAX_URL_BYTES)"
+
+
+def test_heads_within_the_limits_are_served(server):
+    r = requests.get(server.url + "/health/live?q=" + "a" * 8_000, timeout=BOUND)
+    assert r.status_code == 200
+    headers = {f"X-{i}": "a" * 16_000 for i in range(3)}  # each header and all under
+    r = requests.get(server.url + "/health/live?q=" + "a" * 8_000, headers=headers, timeout=BOUND)
+    assert r.status_code == 200
+
+
+def test_huge_headers_do_not_grow_the_worker(server):
+    """Six clients sending 16 MB headers at once: refused, and the worker holds none of it."""
+    before = rss_mb(server.proc.pid)
+
+    def send() -> int:
+        return requests.get(
+            server.url + "/health/live", headers={"X-Big": "a" * 16_000_000}, timeout=BOUND
+        ).status_code
+
+    with ThreadPoolExecutor(6) as pool:
+        assert list(pool.map(lambda _: send(), range(6))) == [431] * 6
+    assert rss_mb(server.proc.pid) - before < 30
+    assert requests.get(server.url + "/health/ready", timeout=BOUND).status_code == 200
+
+
+# -------------------------------------------------------------------------- slow clients
+
+
+def test_half_sent_head_gets_408_and_is_closed_while_others_are_served(server):
+    served = http.client.HTTPConnection("127.0.0.1", server.port, timeout=BOUND)
+    served.request("GET", "/health/live")
+    assert served.getresponse().read() == b'{"status":"alive"}'
+
+    slow = [connect(server) for _ in range(20)]
+    for sock in slow:
+        sock.sendall(b"POST /prediction HTTP/1.1\r\nHost: x\r\nContent-")
+    for _ in range(20):  # meanwhile, everyone else is answered
+        r = requests.post(server.url + "/prediction", json=[0.1, 0.1], timeout=BOUND)
+        assert r.status_code == 200
+    for sock in slow:
+        status, headers, body = parse(read_until_closed(sock))
+        sock.close()
+        assert status == 408
+        assert headers["connection"] == "close"
+        assert json.loads(body) == {
+            "detail": "request head not received within 1 s (VIGIL_HEADER_TIMEOUT)"
+        }
+    # The header deadline has passed, yet a kept-alive connection between requests stays
+    # open: only uvicorn's keep-alive timeout (5 s) applies to it.
+    served.request("GET", "/health/live")
+    assert served.getresponse().status == 200
+    served.close()
+
+
+def test_half_sent_body_gets_408(server):
+    with connect(server) as sock:
+        sock.sendall(
+            b"POST /prediction HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 20\r\n\r\n[0.1,"
+        )
+        status, _, body = parse(read_until_closed(sock))
+    assert status == 408
+    assert json.loads(body)["detail"] == (
+        "request body not received within 1 s (VIGIL_BODY_TIMEOUT)"
+    )
+
+
+def test_a_connection_that_sends_nothing_is_closed(server):
+    with connect(server) as sock:
+        assert read_until_closed(sock) == b""
+
+
+# -------------------------------------------------------------------------- connection cap
+
+
+def test_connections_over_the_cap_get_503_while_open_ones_are_served(tmp_path, model_path):
+    server = start_server(model_path, tmp_path, env={"VIGIL_MAX_CONNECTIONS": "4"})
+    try:
+        # start_server's own connections are closed: wait until the server has let them go.
+        open_: list[http.client.HTTPConnection] = []
+
+        def four_fit() -> bool:
+            conns = [
+                http.client.HTTPConnection("127.0.0.1", server.port, timeout=BOUND)
+                for _ in range(4)
+            ]
+            try:
+                for c in conns:
+                    c.request("GET", "/health/live")
+                    if c.getresponse().read() != b'{"status":"alive"}':
+                        raise ConnectionRefusedError
+            except (OSError, http.client.HTTPException):
+                for c in conns:
+                    c.close()
+                return False
+            open_.extend(conns)
+            return True
+
+        wait_for(four_fit, BOUND, "four connections served")
+
+        with connect(server) as extra:
+            status, headers, body = parse(read_until_closed(extra))
+        assert status == 503
+        assert headers["retry-after"] == "1"
+        assert "at most 4 at once (VIGIL_MAX_CONNECTIONS)" in json.loads(body)["detail"]
+
+        for c in open_:  # the open connections go on being served
+            c.request("POST", "/prediction", body="[0.1, 0.1]")
+            assert c.getresponse().status == 200
+        open_.pop().close()
+
+        def fifth_served() -> bool:
+            return requests.get(server.url + "/health/live", timeout=BOUND).status_code == 200
+
+        wait_for(fifth_served, BOUND, "a connection once one was closed")
+        for c in open_:
+            c.close()
+    finally:
+        server.stop()
