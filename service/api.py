@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.dependencies.utils import request_params_to_args
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute, iter_route_contexts
@@ -234,3 +234,23 @@ async def ready(store: StoreDep) -> Response:
     if model is None:
         return _json({"status": "not ready", "reason": store.not_ready_reason}, 503)
     return _json({"status": "ready", "model_version": model.version})
+
+
+def answer_head_as_get(app: FastAPI) -> None:
+    """Let ``HEAD`` reach every GET route of ``app``, answered as GET without the body.
+
+    FastAPI's routes answer only the methods they name (Starlette's add HEAD to GET); uvicorn
+    sends no body for a HEAD request and keeps the GET answer's headers. Call this last: the
+    HEAD routes come after every other route, so they cost the routes before them nothing,
+    and they stay out of the OpenAPI document.
+    """
+    for route in list(app.router.routes):
+        if isinstance(route, APIRoute) and "GET" in route.methods and "HEAD" not in route.methods:
+            app.router.add_api_route(
+                route.path,
+                route.endpoint,
+                methods=["HEAD"],
+                dependencies=route.dependencies,
+                name=route.name,
+                include_in_schema=False,
+            )

@@ -200,3 +200,22 @@ def test_connections_over_the_cap_get_503_while_open_ones_are_served(tmp_path, m
             c.close()
     finally:
         server.stop()
+
+
+# --------------------------------------------------------------------------------- HEAD
+
+
+GET_ROUTES = ["/health/live", "/health/ready", "/model_information", "/metrics"]
+
+
+@pytest.mark.parametrize("path", GET_ROUTES)
+def test_head_answers_as_get_without_a_body(server, path):
+    get = requests.get(server.url + path, timeout=BOUND)
+    with connect(server) as sock:
+        sock.sendall(f"HEAD {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        status, headers, body = parse(read_until_closed(sock))
+    assert status == 200
+    assert body == b""
+    assert headers["content-type"] == get.headers["content-type"]
+    if path != "/metrics":  # its length changes between two scrapes
+        assert int(headers["content-length"]) == len(get.content)
