@@ -106,6 +106,24 @@ def test_huge_headers_do_not_grow_the_worker(server):
     assert requests.get(server.url + "/health/ready", timeout=BOUND).status_code == 200
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"GET /health/live x y\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+        b"POST /prediction HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    ],
+)
+def test_malformed_http_gets_uvicorns_plain_400(server, raw):
+    """As the README says: the server's own answer, before the app, and not JSON."""
+    with connect(server) as sock:
+        sock.sendall(raw)
+        status, headers, body = parse(read_until_closed(sock))
+    assert (status, body) == (400, b"Invalid HTTP request received.")
+    assert headers["content-type"] == "text/plain; charset=utf-8"
+    assert requests.get(server.url + "/health/live", timeout=BOUND).status_code == 200
+
+
 # -------------------------------------------------------------------------- slow clients
 
 
