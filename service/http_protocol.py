@@ -12,7 +12,8 @@ the httptools parser (h11 has a size option but costs several times the throughp
   connection or the head's first bytes) and its body within ``body_timeout`` seconds after the
   head, else it gets a 408 and is closed; a connection that sends nothing is closed silently.
   Keep-alive between requests stays uvicorn's own timeout;
-- a connection past ``max_connections`` open ones in this worker gets a 503 and is closed.
+- a connection past ``max_connections`` open ones in this worker gets a 503 and is closed
+  (the cap is lowered to fit the open-file limit, so accept() never runs out of descriptors).
 
 Refusals are JSON ``{"detail": ...}`` like the app's own errors, sent with ``connection:
 close``. A request that completes within one read (every ordinary request) costs a few
@@ -22,6 +23,8 @@ comparisons: no timer is armed unless a read ends in the middle of a request.
 from __future__ import annotations
 
 import asyncio
+import logging
+import resource
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,7 +38,12 @@ from uvicorn.server import ServerState
 # this long before closing, so the client can finish sending and read the answer instead of
 # getting a reset (what nginx calls a lingering close).
 LINGER_SECONDS = 2.0
+# File descriptors kept for everything but client connections: the interpreter, the listening
+# socket, the model and metric files, logs, the event loop's own.
+RESERVED_FDS = 32
 _SHOWN_NAME_CHARS = 40
+
+log = logging.getLogger("vigil")
 
 
 @dataclass(frozen=True)
@@ -51,7 +59,21 @@ class HttpLimits:
 
     @classmethod
     def from_settings(cls, settings: Any) -> HttpLimits:
-        return cls(**{name: getattr(settings, name) for name in cls.__dataclass_fields__})
+        """The settings' limits, with the connection cap lowered to fit the process's
+        file-descriptor limit: past it, accept() fails and nobody is answered at all."""
+        values = {name: getattr(settings, name) for name in cls.__dataclass_fields__}
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        room = max(1, soft - RESERVED_FDS) if soft != resource.RLIM_INFINITY else soft
+        if values["max_connections"] > room:
+            log.warning(
+                "VIGIL_MAX_CONNECTIONS=%d does not fit the open-file limit (ulimit -n %d):"
+                " capping at %d connections per worker",
+                values["max_connections"],
+                soft,
+                room,
+            )
+            values["max_connections"] = room
+        return cls(**values)
 
 
 class _Refused(Exception):

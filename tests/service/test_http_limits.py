@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import resource
 import socket
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -15,6 +16,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from service.http_protocol import RESERVED_FDS, HttpLimits
+from service.settings import Settings
 from tests.support import LiveServer, start_server, wait_for
 
 pytestmark = pytest.mark.slow
@@ -217,6 +220,46 @@ def test_connections_over_the_cap_get_503_while_open_ones_are_served(tmp_path, m
         for c in open_:
             c.close()
     finally:
+        server.stop()
+
+
+def test_the_connection_cap_fits_the_open_file_limit():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (100, hard))
+    try:
+        limits = HttpLimits.from_settings(Settings(max_connections=512))
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert limits.max_connections == 100 - RESERVED_FDS
+    assert HttpLimits.from_settings(Settings(max_connections=50)).max_connections == 50
+
+
+def test_idle_sockets_cannot_lock_clients_out_under_a_low_open_file_limit(tmp_path, model_path):
+    """The issue's case: ``ulimit -n 64`` and 60 idle sockets. Over the cap they are answered
+    503 and closed at once; under it they are closed at the header deadline; then the service
+    answers again, without a restart."""
+
+    def ulimit_64() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+
+    env = {"VIGIL_HEADER_TIMEOUT": "1"}
+    server = start_server(model_path, tmp_path, env=env, preexec_fn=ulimit_64)
+    idle = []
+    try:
+        for _ in range(60):
+            idle.append(connect(server))
+
+        def served() -> bool:
+            r = requests.get(server.url + "/health/ready", timeout=2)
+            return r.status_code == 200
+
+        wait_for(served, BOUND, "an answer with 60 idle sockets open")
+        answers = [read_until_closed(sock) for sock in idle]  # every idle socket was closed
+        assert {a.split(b" ", 2)[1] for a in answers if a} <= {b"503"}
+        assert "Too many open files" not in server.log()
+    finally:
+        for sock in idle:
+            sock.close()
         server.stop()
 
 
