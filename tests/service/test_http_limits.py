@@ -127,6 +127,23 @@ def test_malformed_http_gets_uvicorns_plain_400(server, raw):
     assert requests.get(server.url + "/health/live", timeout=BOUND).status_code == 200
 
 
+def test_requests_in_pieces_and_pipelined_are_served(server):
+    """The head count and deadlines follow requests across reads: one byte per write, and
+    three requests in one write, are answered as usual."""
+    request = (
+        b"POST /prediction HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 10\r\n\r\n[0.1, 0.1]"
+    )
+    with connect(server) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for i in range(len(request)):
+            sock.sendall(request[i : i + 1])
+        sock.sendall(request * 2 + request.replace(b"HTTP/1.1", b"HTTP/1.0"))
+        answers = read_until_closed(sock)  # HTTP/1.0: closed after the last answer
+    assert answers.count(b"HTTP/1.1 200 OK") == 4
+    assert answers.count(b'"prediction":1') == 4
+
+
 # -------------------------------------------------------------------------- slow clients
 
 
