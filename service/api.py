@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.dependencies.utils import request_params_to_args
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute, iter_route_contexts
@@ -64,15 +64,27 @@ def _json(content: object, status_code: int = 200) -> Response:
 
 
 async def read_json(request: Request, max_bytes: int) -> object:
-    ctype = request.headers.get("content-type")
+    # One pass over the raw headers: cheaper than three lookups in Starlette's Headers.
+    ctype = length = encoding = None
+    for name, value in request.scope["headers"]:
+        if name == b"content-type":
+            ctype = ctype or value
+        elif name == b"content-length":
+            length = length or value
+        elif name == b"content-encoding":
+            encoding = encoding or value
     if ctype is not None:
-        mime = ctype.split(";", 1)[0].strip().lower()
+        mime = ctype.split(b";", 1)[0].strip().lower().decode("latin-1")
         if mime != "application/json" and not mime.endswith("+json"):
             raise InputError(f"Content-Type must be application/json, got {mime or 'nothing'}", 415)
-    length = request.headers.get("content-length")
+    if encoding is not None and encoding.strip().lower() not in (b"", b"identity"):
+        shown = encoding.strip()[:40].decode("latin-1")
+        raise InputError(
+            f"Content-Encoding {shown} is not accepted: send the JSON body uncompressed", 415
+        )
     if length is not None and length.isdigit() and int(length) > max_bytes:
         raise InputError(
-            f"body is {length} bytes; the limit is {max_bytes} (VIGIL_MAX_BODY_BYTES)", 413
+            f"body is {int(length)} bytes; the limit is {max_bytes} (VIGIL_MAX_BODY_BYTES)", 413
         )
     return decode_json(await read_body(request, max_bytes))
 
@@ -237,3 +249,23 @@ async def ready(store: StoreDep) -> Response:
     if model is None:
         return _json({"status": "not ready", "reason": store.not_ready_reason}, 503)
     return _json({"status": "ready", "model_version": model.version})
+
+
+def answer_head_as_get(app: FastAPI) -> None:
+    """Let ``HEAD`` reach every GET route of ``app``, answered as GET without the body.
+
+    FastAPI's routes answer only the methods they name (Starlette's add HEAD to GET); uvicorn
+    sends no body for a HEAD request and keeps the GET answer's headers. Call this last: the
+    HEAD routes come after every other route, so they cost the routes before them nothing,
+    and they stay out of the OpenAPI document.
+    """
+    for route in list(app.router.routes):
+        if isinstance(route, APIRoute) and "GET" in route.methods and "HEAD" not in route.methods:
+            app.router.add_api_route(
+                route.path,
+                route.endpoint,
+                methods=["HEAD"],
+                dependencies=route.dependencies,
+                name=route.name,
+                include_in_schema=False,
+            )

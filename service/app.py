@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.requests import ClientDisconnect
 
 from service import __version__, admin, metrics, server
-from service.api import router
+from service.api import answer_head_as_get, router
 from service.artifact import ArtifactError
 from service.model_store import ModelStore
 from service.openapi import install_openapi
@@ -125,4 +125,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.router.routes.extend(router.routes)
     app.include_router(admin.router, include_in_schema=settings.admin_token is not None)
     metrics.instrument(app)
+    answer_head_as_get(app)
     return app

@@ -2,7 +2,8 @@
 
 Label values are bounded: ``outcome`` is anomaly|normal, ``endpoint`` is one of the two
 prediction routes, ``version`` holds only the loaded model's version (the old series is
-removed on a swap), and ``handler`` is a route template, never a raw path.
+removed on a swap), ``handler`` is a route template, never a raw path, and ``method`` is one of
+the standard methods or ``other``.
 """
 
 from __future__ import annotations
@@ -154,21 +155,37 @@ HTTP_INPROGRESS = Gauge(
 )
 
 
+# The methods of RFC 9110 and PATCH. Any other method a client sends (PROPFIND, MKCOL, ...) is
+# recorded as OTHER_METHOD, so clients cannot grow the number of series with methods.
+STANDARD_METHODS = frozenset(
+    ("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH")
+)
+OTHER_METHOD = "other"
+
+
+def method_label(method: str) -> str:
+    """The ``method`` label value for a request method: bounded to ten values."""
+    return method if method in STANDARD_METHODS else OTHER_METHOD
+
+
 class HTTPMetricsMiddleware:
-    """ASGI middleware recording the HTTP metrics exactly as prometheus-fastapi-instrumentator's
+    """ASGI middleware recording the HTTP metrics as prometheus-fastapi-instrumentator's
     middleware does with Vigil's settings, at a fifth of its per-request cost.
 
     Same semantics: ``handler`` is the route template found by the library's own
     ``get_route_name``; requests matching no route (404s) and the excluded handlers are not
     recorded; ``status`` is the response's status code, 500 when the app raised before
-    answering; the duration runs until the response is sent. The library's middleware also
-    builds a Request, a Response, a Headers and an Info object, scans every route and looks up
-    three label children on each request, which costs about as much as scoring the row
-    (bench/layers.py). Here the template is resolved once per (path, method) and the label
-    children are kept.
-    """
+    answering; the duration runs until the response is sent. One difference: a method outside
+    :data:`STANDARD_METHODS` is labelled ``other`` (the library records any method as sent).
 
-    MAX_CACHED_PATHS = 1024  # past this many distinct paths, templates are resolved each time
+    The library's middleware also builds a Request, a Response, a Headers and an Info object,
+    scans every route and looks up three label children on each request, which costs about as
+    much as scoring the row (bench/layers.py). Here the label children are kept, and the
+    template of a path that is a route's own path is remembered per standard method: a
+    bounded cache (routes x methods), which a client cannot fill with paths of its choosing.
+    Other requests (404s, paths that fill a template's parameters, other methods) are
+    resolved each time.
+    """
 
     def __init__(self, app: ASGIApp, excluded_handlers: tuple[str, ...] = ()) -> None:
         self.app = app
@@ -178,15 +195,17 @@ class HTTPMetricsMiddleware:
 
     def _handler(self, scope: Scope) -> str | None:
         """The route template to record ``scope`` under, or None to leave it out."""
-        key = (scope.get("root_path", ""), scope["path"], scope["method"])
+        path = scope["path"]
+        key = (scope.get("root_path", ""), path, scope["method"])
         try:
             return self._handlers[key]
         except KeyError:
             pass
-        handler = get_route_name(HTTPConnection(scope), should_include_root_path=False)
+        template = get_route_name(HTTPConnection(scope), should_include_root_path=False)
+        handler = template
         if handler is not None and any(p.search(handler) for p in self._excluded):
             handler = None
-        if len(self._handlers) < self.MAX_CACHED_PATHS:
+        if template == path and key[2] in STANDARD_METHODS:
             self._handlers[key] = handler
         return handler
 
@@ -200,6 +219,8 @@ class HTTPMetricsMiddleware:
             await self.app(scope, receive, send)
             return
         method = scope["method"]
+        if method not in STANDARD_METHODS:
+            method = OTHER_METHOD
         series = self._series.get((method, handler))
         if series is None:
             series = (

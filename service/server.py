@@ -9,12 +9,14 @@ import signal
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import uvicorn
 from uvicorn.supervisors import Multiprocess
 
+from service.http_protocol import HttpLimits, LimitedHttpToolsProtocol
 from service.settings import Settings
 
 if TYPE_CHECKING:
@@ -148,7 +150,8 @@ def serve(settings: Settings | None = None) -> None:
         log_level=settings.log_level,
         access_log=settings.access_log,
         loop="uvloop",
-        http="httptools",
+        # uvicorn's httptools protocol with size, time and connection limits.
+        http=partial(LimitedHttpToolsProtocol, limits=HttpLimits.from_settings(settings)),
         timeout_graceful_shutdown=settings.graceful_timeout,
     )
     if settings.workers > 1:

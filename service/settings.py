@@ -64,6 +64,33 @@ class Settings(BaseSettings):
     graceful_timeout: int = Field(
         30, ge=0, description="Seconds in-flight requests get to finish after SIGTERM."
     )
+    max_url_bytes: int = Field(
+        8192, ge=256, description="Longest request target, path and query (more is 414)."
+    )
+    max_header_bytes: int = Field(
+        16384, ge=256, description="Largest single request header, name and value (more is 431)."
+    )
+    max_head_bytes: int = Field(
+        65536, ge=1024, description="Largest request line and headers together (more is 431)."
+    )
+    header_timeout: float = Field(
+        10.0,
+        gt=0,
+        description=(
+            "Seconds a client has to send a request's head, from connecting or from the head's"
+            " first bytes (408 and close after)."
+        ),
+    )
+    body_timeout: float = Field(
+        30.0,
+        gt=0,
+        description="Seconds a client has to send a request's body after its head (408 after).",
+    )
+    max_connections: int = Field(
+        512,
+        ge=1,
+        description="Open connections per worker; one more is answered 503 and closed.",
+    )
     inline_rows: int = Field(
         16,
         ge=0,

@@ -5,14 +5,18 @@ Transport-free: the API maps :class:`InputError` to an HTTP response with its st
 
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from contextlib import suppress
 from itertools import chain
 
 import numpy as np
 import orjson
 
 _NUMBER_TYPES = {float, int}  # exactly: bool is an int subclass but not a feature value
+_SHOWN_NAMES = 5  # an error lists at most this many names, then how many more
+_SHOWN_NAME_CHARS = 40  # and each name up to this many characters
 
 
 class InputError(ValueError):
@@ -36,12 +40,59 @@ def _type_name(value: object) -> str:
     return type(value).__name__
 
 
+def _names(names: Sequence[str]) -> str:
+    """``a, b, c`` for an error message: the first few names, each shortened, and a count."""
+    shown = [
+        n if len(n) <= _SHOWN_NAME_CHARS else n[:_SHOWN_NAME_CHARS] + "..."
+        for n in map(str, names[:_SHOWN_NAMES])
+    ]
+    more = len(names) - len(shown)
+    return ", ".join(shown) + (f" and {more:,} more" if more > 0 else "")
+
+
+def _refuse_duplicate_keys(pairs: Iterable[tuple[str, object]]) -> dict:
+    out: dict = {}
+    for key, value in pairs:
+        if key in out:
+            raise InputError(
+                f'duplicate key "{_names([key])}" in an object: give each feature once'
+            )
+        out[key] = value
+    return out
+
+
+def _check_unique_keys(body: bytes, value: object) -> None:
+    """Refuse an object that repeats a key (orjson keeps the last value silently).
+
+    Cheap for the bodies the service accepts: every member of an object has one ``:`` outside
+    strings, so when the body has exactly as many colons as the top-level or row objects
+    have keys, no key can repeat (and no colon hides in a string). Only otherwise is the body
+    parsed again, with a hook that sees every key.
+    """
+    if type(value) is dict:
+        keys = len(value)
+    elif type(value) is list:
+        if set(map(type, value)) == {dict}:  # C-level passes: a batch of row objects
+            keys = sum(map(len, value))
+        else:
+            keys = sum(len(v) for v in value if type(v) is dict)
+    else:
+        return
+    if body.count(b":") == keys:
+        return
+    # Deep nesting can exceed the stdlib parser's recursion limit: no valid row nests, and
+    # the rows are checked next.
+    with suppress(RecursionError):
+        json.loads(body, object_pairs_hook=_refuse_duplicate_keys)
+
+
 def decode_json(body: bytes) -> object:
-    """Strict JSON: NaN and Infinity literals, and numbers beyond float range, are refused."""
+    """Strict JSON: NaN and Infinity literals, numbers beyond float range, and objects that
+    repeat a key are refused."""
     if not body.strip():
         raise InputError("request body is empty: send a JSON array of feature values", 400)
     try:
-        return orjson.loads(body)
+        value = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         msg = str(exc)
         if "NaN" in body.decode("utf-8", "replace") or "Infinity" in body.decode(
@@ -59,6 +110,9 @@ def decode_json(body: bytes) -> object:
                 400,
             ) from None
         raise InputError(f"body is not valid JSON: {msg}", 400) from None
+    if b"{" in body:
+        _check_unique_keys(body, value)
+    return value
 
 
 class FeatureParser:
@@ -100,9 +154,9 @@ class FeatureParser:
             if missing or unknown:
                 parts = []
                 if missing:
-                    parts.append(f"missing {', '.join(missing)}")
+                    parts.append(f"missing {_names(missing)}")
                 if unknown:
-                    parts.append(f"unknown {', '.join(map(str, unknown))}")
+                    parts.append(f"unknown {_names(unknown)}")
                 raise InputError(f"{where}expected {self._expected}: {'; '.join(parts)}")
             return self._row([value[n] for n in self.names], where)
         raise InputError(

@@ -63,6 +63,7 @@ def start_server(
     env: dict[str, str] | None = None,
     ready: bool = True,
     timeout: float = 30,
+    preexec_fn: Callable[[], None] | None = None,
 ) -> LiveServer:
     """Start ``python -m service serve`` on a free port; wait until live (and ready if asked)."""
     port = free_port()
@@ -83,6 +84,7 @@ def start_server(
             env=full_env,
             stdout=log,
             stderr=subprocess.STDOUT,
+            preexec_fn=preexec_fn,
         )
     server = LiveServer(f"http://127.0.0.1:{port}", port, proc, log_path)
     path = "/health/ready" if ready else "/health/live"
