@@ -23,7 +23,7 @@ def test_reads_features_from_header_and_label_column(tmp_path):
     ("text", "message"),
     [
         ("", "is empty"),
-        ("a,b\n1,x\n", "line 2: column 'b' is not numeric ('x')"),
+        ("a,b\n1,x\n", "line 2, column 'b': 'x' is not numeric"),
         ("a,b\n1,2\n1,nan\n", "line 3, column 'b': NaN is not allowed"),
         ("a,b\n1,inf\n", "line 2, column 'b': infinity is not allowed"),
         ("a,b\n1,\n", "line 2, column 'b': missing value"),
