@@ -11,8 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import sklearn
-from sklearn.ensemble import IsolationForest
 
 from service import __version__, artifact
 from service.artifact import ModelArtifact
@@ -67,6 +65,10 @@ def train(
     X: np.ndarray, feature_names: list[str], params: TrainingParams | None = None
 ) -> ModelArtifact:
     """Fit an IsolationForest on ``X`` and return it with its metadata."""
+    # Imported here: a CLI run refused for its data need not wait for scikit-learn to load.
+    import sklearn
+    from sklearn.ensemble import IsolationForest
+
     params = params or TrainingParams()
     params.validate()
     X = np.asarray(X, dtype=np.float64)
