@@ -39,6 +39,8 @@ def is_blank(record: list[str], width: int) -> bool:
     """
     if not record:
         return True
+    if record[0].strip():  # the usual case, decided at once
+        return False
     return len(record) in (1, width) and all(not c.strip() for c in record)
 
 
@@ -66,26 +68,26 @@ class _Lines:
             raise StopIteration
         self.line_no += 1
         self.bytes_read += len(raw)
-        where = f"{self._path}, line {self.line_no}"
         offset = 0
         if self.line_no == 1:
             if raw.startswith(_UTF16_BOMS):
-                raise DataError(f"{where}: the file is UTF-16; save it as UTF-8")
+                raise DataError(f"{self._where()}: the file is UTF-16; save it as UTF-8")
             if raw.startswith(UTF8_BOM):
                 raw, offset = raw[len(UTF8_BOM) :], len(UTF8_BOM)
         nul = raw.find(b"\0")
         if nul >= 0:
             raise DataError(
-                f"{where}, byte {nul + offset + 1}: a NUL byte; this is not a text CSV file"
+                f"{self._where()}, byte {nul + offset + 1}: a NUL byte; this is not a text CSV file"
             )
-        length = len(raw) - (2 if raw.endswith(b"\r\n") else 1 if raw.endswith(b"\n") else 0)
-        if length > self._limit:
-            raise DataError(
-                f"{where}: longer than {self._limit:,} bytes"
-                " (the limit is VIGIL_MAX_CSV_LINE_BYTES)"
-            )
-        self.record_bytes += length
-        if self.record_bytes > self._limit:
+        if len(raw) > self._limit:  # near the limit: measure without the line end
+            end = 2 if raw.endswith(b"\r\n") else 1 if raw.endswith(b"\n") else 0
+            if len(raw) - end > self._limit:
+                raise DataError(
+                    f"{self._where()}: longer than {self._limit:,} bytes"
+                    " (the limit is VIGIL_MAX_CSV_LINE_BYTES)"
+                )
+        self.record_bytes += len(raw)
+        if self.record_bytes > self._limit + 2:  # several lines of one quoted record
             raise DataError(
                 f"{self._path}, lines {self.record_start}-{self.line_no}: a record longer than"
                 f" {self._limit:,} bytes (a quoted cell left open?; the limit is"
@@ -95,9 +97,12 @@ class _Lines:
             return raw.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise DataError(
-                f"{where}, byte {exc.start + offset + 1}: not UTF-8 text"
+                f"{self._where()}, byte {exc.start + offset + 1}: not UTF-8 text"
                 f" (byte 0x{raw[exc.start]:02x}); save the file as UTF-8"
             ) from None
+
+    def _where(self) -> str:
+        return f"{self._path}, line {self.line_no}"
 
 
 class CsvFile:

@@ -61,15 +61,16 @@ def parse_number(cell: str) -> float:
     text = cell.strip()
     if not text:
         raise ValueError("missing value")
-    if _NUMBER.fullmatch(text):
-        value = float(text)
-        if math.isinf(value):
-            raise ValueError(f"{shorten(text)} is beyond float64's range")
-        return value
     try:
         value = float(text)
     except ValueError:
         raise ValueError(f"{shorten(text)} is not numeric") from None
+    # What float() takes beyond plain decimals needs letters, '_' or non-ASCII digits, or is
+    # not finite: this check is the regular expression's, at a fraction of its cost.
+    if math.isfinite(value) and text.isascii() and "_" not in text:
+        return value
+    if _NUMBER.fullmatch(text):
+        raise ValueError(f"{shorten(text)} is beyond float64's range")
     if math.isnan(value):
         raise ValueError("NaN is not allowed")
     if math.isinf(value):

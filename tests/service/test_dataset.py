@@ -1,8 +1,12 @@
+import math
+import re
 import tracemalloc
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from service.dataset import DataError, load_csv, parse_number
 
@@ -128,3 +132,17 @@ def test_memory_stays_bounded_on_a_long_line(tmp_path):
         tracemalloc.stop()
     assert "line 3: longer than 1,048,576 bytes" in str(err.value)
     assert peak < 4 * 1024 * 1024, f"peak {peak / 2**20:.1f} MiB"
+
+
+@given(st.text(alphabet="0123456789.eE+-_ nafiINF\u0661", max_size=12))
+@settings(max_examples=1000, deadline=None)
+def test_numbers_are_exactly_the_plain_decimal_syntax(text):
+    """parse_number's fast path (float() plus checks) accepts what the documented syntax does."""
+    stripped = text.strip()
+    plain = re.fullmatch(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", stripped)
+    expected = float(stripped) if plain and math.isfinite(float(stripped)) else None
+    try:
+        got = parse_number(text)
+    except ValueError:
+        got = None
+    assert got == expected
