@@ -155,7 +155,8 @@ def load_csv(
             if label_column in features:
                 raise DataError(f"label column {label_column!r} is one of the model's features")
             feat_idx = [header.index(n) for n in features]
-            used = [i for i, h in enumerate(header) if h in features or h == label_column]
+            wanted = {*features, label_column}
+            used = [i for i, h in enumerate(header) if h in wanted]
             check_names(path, header, used)
         else:
             check_names(path, header, range(width))
@@ -186,7 +187,7 @@ def load_csv(
                     values.append(parse_number(record[i]))
                 except ValueError as exc:
                     raise DataError(
-                        f"{path}, line {line_no}, column {header[i]!r}: {exc}"
+                        f"{path}, line {line_no}, column {shorten(header[i])}: {exc}"
                     ) from None
             if label_idx is not None:
                 try:

@@ -74,6 +74,11 @@ TRAIN_CASES = {
         {},
         ("line 14, column 'b': 'xxxx", "is not numeric"),
     ),
+    "200 KB column name": (
+        "a," + "n" * 200_000 + "\n" + GOOD_ROWS + "1,x\n",
+        {},
+        ("line 14, column 'nnnn", "(200,000 characters): 'x' is not numeric"),
+    ),
     "not UTF-8": (
         b"a,b\n0,0\n0,0\n1,caf\xe9\n",
         {},
