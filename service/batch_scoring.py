@@ -7,7 +7,9 @@ model's features are found in the header by name; every other column is carried 
 
 A row that cannot be scored (a missing, non-numeric, NaN or infinite feature, or the wrong
 number of cells) is kept in the output with its result cells empty, and reported through
-``on_error`` with its line number. Blank lines are skipped. The output is written to a
+``on_error`` with its line number. Blank lines are skipped. A file that cannot be read as a
+whole (not UTF-8, NUL bytes, a line over the limit, malformed quoting) is an error, read with
+bounded memory (:mod:`service.csvfile`). The output is written to a
 temporary file beside ``out`` and renamed at the end, so an interrupted run leaves no
 half-written output.
 """
@@ -15,7 +17,6 @@ half-written output.
 from __future__ import annotations
 
 import csv
-import math
 import os
 import tempfile
 import time
@@ -23,11 +24,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, TextIO
+from typing import TextIO
 
 import numpy as np
 
-from service.dataset import DataError
+from service.csvfile import CsvFile, DataError, is_blank
+from service.dataset import default_max_line_bytes, list_names, parse_number
 from service.scoring import Model
 
 RESULT_COLUMNS = ("prediction", "is_anomaly", "anomaly_score")
@@ -65,40 +67,6 @@ class BatchResult:
     elapsed_s: float = 0.0
 
 
-class _CountingLines:
-    """Decoded lines of a binary file, counting the bytes read (for the progress bar)."""
-
-    def __init__(self, fh: BinaryIO) -> None:
-        self._fh = fh
-        self.bytes_read = 0
-
-    def __iter__(self) -> Iterator[str]:
-        return self
-
-    def __next__(self) -> str:
-        line = self._fh.readline()
-        if not line:
-            raise StopIteration
-        self.bytes_read += len(line)
-        return line.decode("utf-8")
-
-
-def _parse(cells: list[str], indices: list[int], names: tuple[str, ...]) -> list[float]:
-    values = []
-    for i, name in zip(indices, names, strict=True):
-        text = cells[i].strip()
-        if not text:
-            raise ValueError(f"column {name!r}: missing value")
-        try:
-            value = float(text)
-        except ValueError:
-            raise ValueError(f"column {name!r} is not numeric ({text[:40]!r})") from None
-        if not math.isfinite(value):
-            raise ValueError(f"column {name!r}: {text[:40]!r} is not a finite number")
-        values.append(value)
-    return values
-
-
 def score_csv(
     in_path: str | Path,
     out_path: str | Path,
@@ -107,17 +75,22 @@ def score_csv(
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     on_error: Callable[[Failure], None] | None = None,
     on_progress: Callable[[Progress], None] | None = None,
+    max_line_bytes: int | None = None,
 ) -> BatchResult:
     """Score every row of ``in_path`` into ``out_path``; see the module's docstring.
 
     Memory holds one chunk of ``chunk_rows`` rows at a time. ``on_progress`` is called after
     each chunk; ``on_error`` once for each row that cannot be scored. Raises
     :class:`DataError` when the file as a whole cannot be used (no header, missing features,
-    result columns already present, not UTF-8, malformed CSV).
+    result columns already present, not UTF-8, NUL bytes, a line over ``max_line_bytes``
+    (default ``VIGIL_MAX_CSV_LINE_BYTES``), malformed CSV); the output is then not written.
+    Cells are numbers by the rules of :func:`service.dataset.parse_number`.
     """
     if chunk_rows < 1:
         raise ValueError("chunk_rows must be at least 1")
     in_path, out_path = Path(in_path), Path(out_path)
+    if max_line_bytes is None:
+        max_line_bytes = default_max_line_bytes()
     if not in_path.is_file():
         raise DataError(f"data file not found: {in_path}")
     if out_path.exists() and out_path.resolve() == in_path.resolve():
@@ -134,9 +107,8 @@ def score_csv(
         if on_error is not None:
             on_error(failure)
 
-    with in_path.open("rb") as raw:
-        lines = _CountingLines(raw)
-        chunks = _ChunkReader(csv.reader(lines), in_path, model.feature_names, chunk_rows, fail)
+    with CsvFile(in_path, max_line_bytes) as source:
+        chunks = _ChunkReader(source, model.feature_names, chunk_rows, fail)
         with _atomic_text_file(out_path) as out:
             writer = csv.writer(out, lineterminator="\n")
             writer.writerow([*chunks.header, *RESULT_COLUMNS])
@@ -156,7 +128,9 @@ def score_csv(
                 if on_progress is not None:
                     elapsed = time.perf_counter() - start
                     on_progress(
-                        Progress(result.rows, result.failed, lines.bytes_read, total_bytes, elapsed)
+                        Progress(
+                            result.rows, result.failed, source.bytes_read, total_bytes, elapsed
+                        )
                     )
     result.elapsed_s = time.perf_counter() - start
     return result
@@ -165,9 +139,15 @@ def score_csv(
 class _ChunkReader:
     """Reads a CSV's header, then its rows a chunk at a time into one reused matrix."""
 
-    def __init__(self, reader, path: Path, names: tuple[str, ...], chunk_rows: int, fail):
-        self.reader = reader
-        self.path = path
+    def __init__(
+        self,
+        source: CsvFile,
+        names: tuple[str, ...],
+        chunk_rows: int,
+        fail: Callable[[int, str], None],
+    ) -> None:
+        self.records = source.records()
+        self.path = source.path
         self.names = names
         self.chunk_rows = chunk_rows
         self.fail = fail
@@ -181,23 +161,23 @@ class _ChunkReader:
 
     def _read_header(self) -> list[str]:
         path, names = self.path, self.names
-        try:
-            header = next(self.reader, None)
-        except (UnicodeDecodeError, csv.Error) as exc:
-            raise DataError(f"{path}, line 1: cannot read the header ({exc})") from None
-        if not header or not any(h.strip() for h in header):
+        first = next(self.records, None)
+        if first is None or is_blank(first[1], 0):
             raise DataError(f"{path} is empty: expected a header row of column names")
-        header[0] = header[0].removeprefix("\ufeff")
+        header = first[1]
         stripped = [h.strip() for h in header]
         missing = [n for n in names if n not in stripped]
         if missing:
-            raise DataError(f"{path} lacks the model's features {missing} (header: {stripped})")
+            raise DataError(
+                f"{path} lacks the model's features {list_names(missing)}"
+                f" (header: {list_names(stripped)})"
+            )
         clash = [c for c in RESULT_COLUMNS if c in stripped]
         if clash:
             raise DataError(f"{path} already has the result columns {clash}; rename or drop them")
         dupes = sorted({n for n in names if stripped.count(n) > 1})
         if dupes:
-            raise DataError(f"{path}: feature columns {dupes} appear more than once")
+            raise DataError(f"{path}: feature columns {list_names(dupes)} appear more than once")
         return header
 
     def read(self) -> list[list[str]]:
@@ -210,30 +190,33 @@ class _ChunkReader:
         if self._done:
             return records
         width = len(self.header)
-        try:
-            for record in self.reader:
-                if not record or all(not c.strip() for c in record):
-                    continue  # a blank line: not a row
-                if len(record) != width:
-                    self.fail(self.reader.line_num, f"{len(record)} cells, header has {width}")
-                    record += [""] * (width - len(record))
+        for line_no, record in self.records:
+            if is_blank(record, width):
+                continue  # a blank line: not a row
+            if len(record) != width:
+                self.fail(line_no, f"{len(record):,} cells, header has {width}")
+                record += [""] * (width - len(record))
+            else:
+                try:
+                    self.X[len(self.scorable)] = self._parse(record)
+                except ValueError as exc:
+                    self.fail(line_no, str(exc))
                 else:
-                    try:
-                        self.X[len(self.scorable)] = _parse(record, self.indices, self.names)
-                    except ValueError as exc:
-                        self.fail(self.reader.line_num, str(exc))
-                    else:
-                        self.scorable.append(len(records))
-                records.append(record)
-                if len(records) == self.chunk_rows:
-                    return records
-        except UnicodeDecodeError as exc:
-            line = self.reader.line_num + 1
-            raise DataError(f"{self.path}, line {line}: not UTF-8 text ({exc})") from None
-        except csv.Error as exc:
-            raise DataError(f"{self.path}, line {self.reader.line_num}: {exc}") from None
+                    self.scorable.append(len(records))
+            records.append(record)
+            if len(records) == self.chunk_rows:
+                return records
         self._done = True
         return records
+
+    def _parse(self, record: list[str]) -> list[float]:
+        values = []
+        for i, name in zip(self.indices, self.names, strict=True):
+            try:
+                values.append(parse_number(record[i]))
+            except ValueError as exc:
+                raise ValueError(f"column {name!r}: {exc}") from None
+        return values
 
 
 @contextmanager

@@ -137,6 +137,26 @@ def cmd_sample_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _csv_line_limit() -> int:
+    """``VIGIL_MAX_CSV_LINE_BYTES``; a ValueError with a one-line message if settings are bad."""
+    from pydantic import ValidationError
+
+    from service.settings import Settings
+
+    try:
+        return Settings().max_csv_line_bytes
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"VIGIL_{'_'.join(str(part) for part in e['loc']).upper()}: {e['msg']}"
+            for e in exc.errors()
+        )
+        raise ValueError(f"invalid settings: {problems}") from None
+
+
+def _cannot_write(path: str, exc: OSError) -> str:
+    return f"error: cannot write {path}: {exc.strerror or exc}"
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from service.dataset import DataError
     from service.training import TrainingParams, train_from_csv
@@ -150,9 +170,18 @@ def cmd_train(args: argparse.Namespace) -> int:
         random_state=args.random_state,
     )
     try:
-        model = train_from_csv(args.data, args.out, params, exclude=tuple(args.exclude))
+        model = train_from_csv(
+            args.data,
+            args.out,
+            params,
+            exclude=tuple(args.exclude),
+            max_line_bytes=_csv_line_limit(),
+        )
     except (DataError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # reading errors are DataErrors: this is the artifact's write
+        print(_cannot_write(args.out, exc), file=sys.stderr)
         return 2
     meta = model.metadata
     print(
@@ -206,8 +235,9 @@ def cmd_score(args: argparse.Namespace) -> int:
     from service.dataset import DataError
 
     try:
+        limit = _csv_line_limit()
         model = _load_model(args.model)
-    except ArtifactError as exc:
+    except (ArtifactError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     show = sys.stderr.isatty() if args.progress is None else args.progress
@@ -226,11 +256,14 @@ def cmd_score(args: argparse.Namespace) -> int:
             chunk_rows=args.chunk_rows,
             on_error=on_error,
             on_progress=bar.update if bar is not None else None,
+            max_line_bytes=limit,
         )
     except (DataError, OSError) as exc:
         if bar is not None:
             bar.clear_line()
-        print(f"error: {exc}", file=sys.stderr)
+        # Reading errors are DataErrors: an OSError is the output's write.
+        message = f"error: {exc}" if isinstance(exc, DataError) else _cannot_write(args.out, exc)
+        print(message, file=sys.stderr)
         return 2
     if bar is not None:
         bar.clear_line()
@@ -255,9 +288,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from service.dataset import DataError
 
     try:
+        limit = _csv_line_limit()
         model = _load_model(args.model)
-        X, labels = evaluation.load_labelled(args.data, args.label_column, model.feature_names)
-    except (ArtifactError, DataError) as exc:
+        X, labels = evaluation.load_labelled(
+            args.data, args.label_column, model.feature_names, max_line_bytes=limit
+        )
+    except (ArtifactError, DataError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     ev = evaluation.evaluate(model, X, labels)

@@ -8,7 +8,6 @@ evaluation, never the serving path.
 
 from __future__ import annotations
 
-import csv
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -165,26 +164,20 @@ def evaluate(model: Model, X: np.ndarray, labels: np.ndarray) -> Evaluation:
 
 
 def load_labelled(
-    path: str | Path, label_column: str, feature_names: list[str] | tuple[str, ...]
+    path: str | Path,
+    label_column: str,
+    feature_names: list[str] | tuple[str, ...],
+    *,
+    max_line_bytes: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The model's features (matched by name, in the model's order) and the labels of a CSV.
 
     Columns that are neither features nor the label are ignored.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"data file not found: {path}")
-    with path.open(newline="", encoding="utf-8") as fh:
-        header = [h.strip() for h in next(csv.reader(fh), [])]
-    missing = [n for n in feature_names if n not in header]
-    if missing:
-        raise DataError(f"{path} lacks the model's features {missing} (header: {header})")
-    if label_column in feature_names:
-        raise DataError(f"label column {label_column!r} is one of the model's features")
-    exclude = tuple(h for h in header if h not in feature_names and h != label_column)
-    ds = load_csv(path, label_column=label_column, exclude=exclude)
-    order = [ds.feature_names.index(n) for n in feature_names]
-    return ds.X[:, order], ds.labels
+    ds = load_csv(
+        path, features=feature_names, label_column=label_column, max_line_bytes=max_line_bytes
+    )
+    return ds.X, ds.labels
 
 
 def plot(ev: Evaluation, path: str | Path | None = None) -> Figure:

@@ -99,6 +99,14 @@ class Settings(BaseSettings):
             " larger ones in a worker thread so the loop never blocks."
         ),
     )
+    max_csv_line_bytes: int = Field(
+        1024 * 1024,
+        ge=1024,
+        description=(
+            "Longest line (or quoted multi-line record) the train, score and evaluate"
+            " commands read from a CSV; longer is refused without reading it into memory."
+        ),
+    )
 
 
 @lru_cache

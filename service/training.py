@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import shutil
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import sklearn
-from sklearn.ensemble import IsolationForest
 
 from service import __version__, artifact
 from service.artifact import ModelArtifact
@@ -64,6 +65,10 @@ def train(
     X: np.ndarray, feature_names: list[str], params: TrainingParams | None = None
 ) -> ModelArtifact:
     """Fit an IsolationForest on ``X`` and return it with its metadata."""
+    # Imported here: a CLI run refused for its data need not wait for scikit-learn to load.
+    import sklearn
+    from sklearn.ensemble import IsolationForest
+
     params = params or TrainingParams()
     params.validate()
     X = np.asarray(X, dtype=np.float64)
@@ -108,16 +113,36 @@ def _probe_rows(X: np.ndarray) -> np.ndarray:
     return np.vstack([mean, X.min(axis=0), X.max(axis=0), mean + 10 * std + 1, X[0]])
 
 
+def save_replacing(model: ModelArtifact, out: str | Path) -> None:
+    """Save the artifact and its manifest at ``out`` so that a failure changes nothing there.
+
+    Both files are written into a new folder beside ``out`` first, so a full disk or any
+    other write error leaves the artifact and manifest already at ``out`` as they were (not a
+    new artifact beside an old manifest), and removes what it wrote. Then the two are renamed
+    into place, which needs no space.
+    """
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        artifact.save(model, staging / out.name)
+        os.replace(staging / out.name, out)
+        os.replace(artifact.manifest_path(staging / out.name), artifact.manifest_path(out))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 def train_from_csv(
     data: str | Path,
     out: str | Path,
     params: TrainingParams | None = None,
     *,
     exclude: tuple[str, ...] = (),
+    max_line_bytes: int | None = None,
 ) -> ModelArtifact:
-    """Read a CSV, train, and save the artifact atomically at ``out``."""
-    ds = load_csv(data, exclude=exclude, min_rows=MIN_TRAINING_ROWS)
+    """Read a CSV, train, and save the artifact at ``out`` (see :func:`save_replacing`)."""
+    ds = load_csv(data, exclude=exclude, min_rows=MIN_TRAINING_ROWS, max_line_bytes=max_line_bytes)
     model = train(ds.X, ds.feature_names, params)
     model.metadata["training_data"] = Path(data).name
-    artifact.save(model, out)
+    save_replacing(model, out)
     return model

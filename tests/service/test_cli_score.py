@@ -76,7 +76,7 @@ def test_score_a_file_larger_than_a_chunk_with_bad_rows(big_csv, tmp_path, model
     for i in BAD:
         assert rows[i][5:] == ["", "", ""]
         assert f"line {i + 2}: not scored" in captured.err
-    assert "column 'sd' is not numeric ('abc')" in captured.err
+    assert "column 'sd': 'abc' is not numeric" in captured.err
     assert "column 'mean': missing value" in captured.err
     assert captured.err.count("not scored") == len(BAD)
     assert f"warning: {len(BAD)} rows could not be scored" in captured.err

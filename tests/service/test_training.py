@@ -90,7 +90,7 @@ def test_cli_trains_and_reports(tmp_path, data_dir):
     ("content", "message"),
     [
         (None, "data file not found"),
-        ("a,b\n1,x\n", "column 'b' is not numeric"),
+        ("a,b\n1,x\n", "column 'b': 'x' is not numeric"),
         ("a,b\n" + "1,2\n" * 12 + "1,nan\n", "NaN is not allowed"),
         ("a,b\n1,2\n2,3\n", "at least 10 are needed"),
     ],
