@@ -153,6 +153,11 @@ def fit(
     started = time.perf_counter()
     result = kind.fit(Xs, own, seed)
     fit_seconds = time.perf_counter() - started
+    if not np.isfinite(result.training_scores).all() or not np.isfinite(result.threshold):
+        raise FitError(
+            f"{kind_name}: the fitted detector gives non-finite scores on the training data "
+            "(are all features constant?)"
+        )
     say(f"{kind_name}: fitted in {fit_seconds:.2f} s")
     calibration = Calibration.from_training(result.training_scores, result.threshold)
     return {

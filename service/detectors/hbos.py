@@ -32,8 +32,18 @@ class HBOS(DetectorKind):
     summary = "HBOS (PyOD): per-feature histograms"
     params = (
         Param("n_bins", 10, _n_bins, "bins per feature, or auto (Birge-Rozenblac)"),
-        Param("alpha", 0.1, number(0.0, 1.0), "regulariser added to each bin's density"),
-        Param("tol", 0.5, number(0.0, 1.0), "how far (in bin widths) past an edge keeps it"),
+        Param(
+            "alpha",
+            0.1,
+            number(0.0, 1.0, low_open=True, high_open=True),
+            "regulariser added to each bin's density",
+        ),
+        Param(
+            "tol",
+            0.5,
+            number(0.0, 1.0, low_open=True, high_open=True),
+            "how far (in bin widths) past an edge keeps it",
+        ),
     )
 
     def fit(self, X: np.ndarray, params: Mapping[str, Any], seed: int) -> Fit:

@@ -1,9 +1,10 @@
 """``ocsvm``: PyOD's one-class SVM (scikit-learn ``OneClassSVM``, i.e. libsvm).
 
 Score: ``-(sum_i dual_coef_i * K(sv_i, x) + intercept_)``. The RBF kernel's squared distance is
-computed as ``|x|^2 - 2 x.sv + |sv|^2`` (one matrix product; its rounding error, scaled by
-gamma, is far below 1e-9 of a kernel value). libsvm's fit is quadratic in the rows, hence
-``max_train_rows`` (default 10,000).
+summed from coordinate differences, as libsvm does: the ``|x|^2 - 2 x.sv + |sv|^2`` shortcut
+loses too much when rows sit far from the origin and the decision value is a small difference
+of large sums. libsvm's fit is quadratic in the rows, hence ``max_train_rows`` (default
+10,000).
 """
 
 from __future__ import annotations
@@ -82,22 +83,22 @@ class _Scorer:
         if state["kernel"] not in ("rbf", "linear", "poly", "sigmoid"):
             raise ValueError("ocsvm state: unknown kernel")
         self.n_features = SV.shape[1]
+        self._SV = SV
         self._SVt = np.ascontiguousarray(SV.T)
-        self._sv_sq = np.einsum("ij,ij->i", SV, SV)
         self._coef = coef
         self._intercept = float(state["intercept"])
         self._kernel = state["kernel"]
         self._gamma = float(state["gamma"])
         self._degree = int(state["degree"])
         self._coef0 = float(state["coef0"])
-        self._chunk = max(1, (1 << 20) // max(1, SV.shape[0]))
+        self._chunk = max(1, (1 << 18) // SV.size)
 
     def _decision(self, X: np.ndarray) -> np.ndarray:
-        dot = X @ self._SVt
         if self._kernel == "rbf":
-            sq = np.einsum("ij,ij->i", X, X)[:, None] - 2.0 * dot + self._sv_sq
-            K = np.exp(-self._gamma * np.maximum(sq, 0.0))
-        elif self._kernel == "linear":
+            sq = ((X[:, None, :] - self._SV[None, :, :]) ** 2).sum(axis=2)
+            return np.exp(-self._gamma * sq) @ self._coef + self._intercept
+        dot = X @ self._SVt
+        if self._kernel == "linear":
             K = dot
         elif self._kernel == "poly":
             K = (self._gamma * dot + self._coef0) ** self._degree
