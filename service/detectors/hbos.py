@@ -22,9 +22,9 @@ def _n_bins(raw: Any) -> int | str:
     if isinstance(raw, str) and raw.strip().lower() == "auto":
         return "auto"
     try:
-        return integer(2, 100_000)(raw)
+        return integer(3, 100_000)(raw)  # PyOD: n_bins > 2
     except ValueError:
-        raise ValueError("must be 'auto' or an integer in [2, 100000]") from None
+        raise ValueError("must be 'auto' or an integer in [3, 100000]") from None
 
 
 class HBOS(DetectorKind):

@@ -9,6 +9,7 @@ Defaults are Vigil's ``TrainingParams`` (contamination 0.02), not PyOD's.
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Mapping
 from dataclasses import fields
@@ -55,15 +56,21 @@ class IForest(DetectorKind):
     name = "iforest"
     summary = "IsolationForest (scikit-learn), served by the compiled exact forest"
 
-    def __init__(self) -> None:
+    # Parameters and defaults come from service.training.TrainingParams, which imports
+    # scikit-learn: built on first use so that loading a fitted forest does not import it.
+    @functools.cached_property
+    def params(self) -> tuple[Param, ...]:  # type: ignore[override]
         d = _defaults()
-        self.default_contamination = float(d["contamination"])
-        self.params = (
+        return (
             Param("n_estimators", d["n_estimators"], integer(1, 100_000), "number of trees"),
             Param("max_samples", d["max_samples"], _max_samples, "rows drawn per tree"),
             Param("max_features", d["max_features"], _max_features, "features drawn per tree"),
             Param("bootstrap", d["bootstrap"], boolean(), "draw rows with replacement"),
         )
+
+    @functools.cached_property
+    def default_contamination(self) -> float:  # type: ignore[override]
+        return float(_defaults()["contamination"])
 
     def fit(self, X: np.ndarray, params: Mapping[str, Any], seed: int) -> Fit:
         from sklearn.ensemble import IsolationForest

@@ -53,10 +53,17 @@ def _load() -> None:
 
 
 def kinds() -> dict[str, DetectorKind]:
-    """Every registered kind by name, in table order."""
+    """Every registered kind by name, in the order of KIND_MODULES (then of registration)."""
     _load()
-    order = {name: i for i, name in enumerate(_KINDS)}
-    return dict(sorted(_KINDS.items(), key=lambda item: order[item[0]]))
+
+    def position(item: tuple[int, DetectorKind]) -> tuple[int, int]:
+        i, kind = item
+        module = type(kind).__module__
+        rank = KIND_MODULES.index(module) if module in KIND_MODULES else len(KIND_MODULES)
+        return rank, i
+
+    ordered = sorted(enumerate(_KINDS.values()), key=position)
+    return {kind.name: kind for _, kind in ordered}
 
 
 def names() -> list[str]:

@@ -47,23 +47,51 @@ def _pyod(kind: str, p: dict[str, Any], seed: int):
     if kind == "hbos":
         return HBOS(n_bins=p["n_bins"], alpha=p["alpha"], tol=p["tol"], contamination=c)
     if kind == "knn":
-        return KNN(contamination=c, n_neighbors=p["n_neighbors"], method=p["method"],
-                   algorithm="ball_tree", p=p["p"])  # fmt: skip
+        return KNN(
+            contamination=c,
+            n_neighbors=p["n_neighbors"],
+            method=p["method"],
+            algorithm="ball_tree",
+            p=p["p"],
+        )
     if kind == "lof":
         return LOF(n_neighbors=p["n_neighbors"], algorithm="ball_tree", p=p["p"], contamination=c)
     if kind == "pca":
-        return PCA(n_components=p["n_components"], n_selected_components=p["n_selected_components"],
-                   weighted=p["weighted"], standardization=p["standardization"],
-                   contamination=c, random_state=seed)  # fmt: skip
+        return PCA(
+            n_components=p["n_components"],
+            n_selected_components=p["n_selected_components"],
+            weighted=p["weighted"],
+            standardization=p["standardization"],
+            contamination=c,
+            random_state=seed,
+        )
     if kind == "ocsvm":
-        return OCSVM(kernel=p["kernel"], nu=p["nu"], gamma=p["gamma"], degree=p["degree"],
-                     coef0=p["coef0"], tol=p["tol"], max_iter=p["max_iter"], contamination=c)  # fmt: skip
+        return OCSVM(
+            kernel=p["kernel"],
+            nu=p["nu"],
+            gamma=p["gamma"],
+            degree=p["degree"],
+            coef0=p["coef0"],
+            tol=p["tol"],
+            max_iter=p["max_iter"],
+            contamination=c,
+        )
     if kind == "mcd":
-        return MCD(contamination=c, support_fraction=p["support_fraction"],
-                   assume_centered=p["assume_centered"], random_state=seed)  # fmt: skip
+        return MCD(
+            contamination=c,
+            support_fraction=p["support_fraction"],
+            assume_centered=p["assume_centered"],
+            random_state=seed,
+        )
     if kind == "cblof":
-        return CBLOF(n_clusters=p["n_clusters"], alpha=p["alpha"], beta=p["beta"],
-                     use_weights=p["use_weights"], contamination=c, random_state=seed)  # fmt: skip
+        return CBLOF(
+            n_clusters=p["n_clusters"],
+            alpha=p["alpha"],
+            beta=p["beta"],
+            use_weights=p["use_weights"],
+            contamination=c,
+            random_state=seed,
+        )
     raise KeyError(kind)
 
 
@@ -78,10 +106,14 @@ def reference(kind: str, X: np.ndarray, params: dict[str, Any], seed: int) -> tu
         warnings.simplefilter("ignore")
         if kind == "iforest":
             est = IsolationForest(
-                n_estimators=params["n_estimators"], max_samples=params["max_samples"],
-                contamination=params["contamination"], max_features=params["max_features"],
-                bootstrap=params["bootstrap"], random_state=seed, n_jobs=1,
-            ).fit(Xs)  # fmt: skip
+                n_estimators=params["n_estimators"],
+                max_samples=params["max_samples"],
+                contamination=params["contamination"],
+                max_features=params["max_features"],
+                bootstrap=params["bootstrap"],
+                random_state=seed,
+                n_jobs=1,
+            ).fit(Xs)
             return (lambda Q: -est.score_samples(transform(Q))), float(-est.offset_)
         if kind == "autoencoder":
             return _autoencoder(Xs, params, seed, transform)
@@ -105,10 +137,14 @@ def _autoencoder(Xs, params, seed, transform) -> tuple[Scores, float]:
     std = preprocessing.StandardScaler().fit(Xs)
     Z = std.transform(Xs)
     mlp = MLPRegressor(
-        hidden_layer_sizes=layers, activation=params["activation"], alpha=params["alpha"],
-        learning_rate_init=params["learning_rate_init"], max_iter=params["max_iter"],
-        batch_size=min(params["batch_size"], Xs.shape[0]), random_state=seed,
-    ).fit(Z, Z)  # fmt: skip
+        hidden_layer_sizes=layers,
+        activation=params["activation"],
+        alpha=params["alpha"],
+        learning_rate_init=params["learning_rate_init"],
+        max_iter=params["max_iter"],
+        batch_size=min(params["batch_size"], Xs.shape[0]),
+        random_state=seed,
+    ).fit(Z, Z)
 
     def scores(Q: np.ndarray) -> np.ndarray:
         Zq = std.transform(transform(Q))
