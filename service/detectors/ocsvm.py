@@ -83,7 +83,6 @@ class _Scorer:
         if state["kernel"] not in ("rbf", "linear", "poly", "sigmoid"):
             raise ValueError("ocsvm state: unknown kernel")
         self.n_features = SV.shape[1]
-        self._SV = SV
         self._SVt = np.ascontiguousarray(SV.T)
         self._coef = coef
         self._intercept = float(state["intercept"])
@@ -91,12 +90,18 @@ class _Scorer:
         self._gamma = float(state["gamma"])
         self._degree = int(state["degree"])
         self._coef0 = float(state["coef0"])
-        self._chunk = max(1, (1 << 18) // SV.size)
+        self._chunk = max(1, (1 << 16) // SV.shape[0])
 
     def _decision(self, X: np.ndarray) -> np.ndarray:
         if self._kernel == "rbf":
-            sq = ((X[:, None, :] - self._SV[None, :, :]) ** 2).sum(axis=2)
-            return np.exp(-self._gamma * sq) @ self._coef + self._intercept
+            # libsvm: sum += d * d over the features in order, then exp(-gamma * sum).
+            sq = np.zeros((X.shape[0], self._SVt.shape[1]))
+            for j in range(self.n_features):
+                diff = X[:, j, None] - self._SVt[j]
+                diff *= diff
+                sq += diff
+            sq *= -self._gamma
+            return np.exp(sq, out=sq) @ self._coef + self._intercept
         dot = X @ self._SVt
         if self._kernel == "linear":
             K = dot
