@@ -20,3 +20,7 @@ bench_fastforest: $(DEV) ## compiled forest vs scikit-learn by batch size, and t
 .PHONY: soak
 soak: $(DEV) ## 60 s at ~70% of the maximum rate: failed requests and RSS growth (about 2 minutes)
 	$(PY) bench/soak.py
+
+.PHONY: bench_detectors
+bench_detectors: $(DEV) ## every detector kind's serving scorer vs its library, in-process
+	$(PY) bench/bench_detectors.py
