@@ -122,7 +122,12 @@ def _header_length(value: str | int, body_size: int) -> int:
     if type(value) is int:
         size = value
     elif isinstance(value, str) and value.isascii() and value.strip().isdigit():
-        size = int(value)
+        digits = value.strip()
+        if len(digits) > 18:  # more than any body holds (and int() refuses 4,300 digits)
+            raise V2Error(
+                f"{HEADER_LENGTH}: {_show(digits)} is beyond the end of the {body_size}-byte body"
+            )
+        size = int(digits)
     else:
         raise V2Error(f"{HEADER_LENGTH}: expected a whole number of bytes, got {_show(value)}")
     if size > body_size:

@@ -274,6 +274,15 @@ def test_header_length_that_is_not_a_byte_count_is_refused(header):
     )
 
 
+def test_header_length_of_thousands_of_digits_is_refused_as_beyond_the_body():
+    body, _ = binary_body()
+    error = refusal(body, "9" * 5000)
+    assert error.message == (
+        f'Inference-Header-Content-Length: "{"9" * 56}... is beyond the end of the'
+        f" {len(body)}-byte body"
+    )
+
+
 def test_header_length_as_the_http_header_string_is_accepted():
     body, length = binary_body()
     request = v2.parse_infer_request(body, str(length), NAMES, 10)
