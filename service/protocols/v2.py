@@ -15,9 +15,8 @@ tensors, each input's size in ``parameters.binary_data_size``) and the model rep
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from itertools import chain
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import orjson
@@ -51,16 +50,16 @@ class V2Error(ProtocolError):
     """A refused V2 request: 400 bad request, 404 unknown model or version, 503 not ready."""
 
 
-@dataclass(frozen=True, slots=True)
-class RequestedOutput:
+class RequestedOutput(NamedTuple):
     name: str
     """One of :data:`OUTPUTS`."""
     binary: bool = False
     """Send it as binary tensor data after the JSON header rather than in ``data``."""
 
 
-@dataclass(frozen=True, slots=True)
-class InferRequest:
+class InferRequest(NamedTuple):
+    """A parsed infer request (a named tuple: built on every request, so built cheaply)."""
+
     id: str | None
     """The request's ``id``, to echo in the response; None when it sent none."""
     features: np.ndarray
@@ -71,6 +70,11 @@ class InferRequest:
     """What to answer, in order: the request's ``outputs``, or all of :data:`OUTPUTS`."""
     parameters: dict[str, Any]
     """The request's ``parameters`` (``binary_data_output`` is already applied to outputs)."""
+
+
+_ALL_OUTPUTS = {
+    binary: tuple(RequestedOutput(name, binary) for name in OUTPUTS) for binary in (False, True)
+}
 
 
 # --- infer requests ---------------------------------------------------------------------------
@@ -156,7 +160,7 @@ def _input_matrix(
     n = len(names)
     rows = _rows(tensor.get("shape"), names, max_rows)
     params = _parameters(tensor.get("parameters"), "inputs[0].parameters")
-    for key in _SHARED_MEMORY:
+    for key in _SHARED_MEMORY if params else ():
         if key in params:
             raise V2Error(
                 f"inputs[0].parameters.{key}: the shared-memory extension is not supported;"
@@ -191,7 +195,7 @@ def _input_matrix(
                     f"inputs[0].data: row {r}, feature {i} ({names[i]}) is beyond the FP32"
                     " range; send the tensor as FP64"
                 )
-            return X, datatype
+        return X, datatype  # finite: strict JSON has no NaN, Infinity or 1e999
     bad = _first_nonfinite(X)
     if bad is not None:
         r, i, value = bad
@@ -203,6 +207,15 @@ def _input_matrix(
 
 def _rows(shape: object, names: Sequence[str], max_rows: int) -> int:
     n = len(names)
+    if (
+        type(shape) is list
+        and len(shape) == 2
+        and type(shape[0]) is int
+        and type(shape[1]) is int
+        and 0 < shape[0] <= max_rows
+        and shape[1] == n
+    ):
+        return shape[0]  # the usual case, in a few attribute checks: it is on the hot path
     expected = f"[rows, {n}] ({_features(names)})"
     if (
         type(shape) is not list
@@ -218,11 +231,7 @@ def _rows(shape: object, names: Sequence[str], max_rows: int) -> int:
     rows = shape[0]
     if rows == 0:
         raise V2Error("inputs[0].shape: 0 rows; send at least one row")
-    if rows > max_rows:
-        raise V2Error(
-            f"inputs[0].shape: {rows} rows; the limit is {max_rows} ({ROW_LIMIT_SETTING})"
-        )
-    return rows
+    raise V2Error(f"inputs[0].shape: {rows} rows; the limit is {max_rows} ({ROW_LIMIT_SETTING})")
 
 
 def _binary_matrix(
@@ -305,7 +314,7 @@ def _first_nonfinite(X: np.ndarray) -> tuple[int, int, float] | None:
 
 def _outputs(value: object, default_binary: bool) -> tuple[RequestedOutput, ...]:
     if value is None or value == []:  # the spec: none requested means all of them
-        return tuple(RequestedOutput(name, default_binary) for name in OUTPUTS)
+        return _ALL_OUTPUTS[default_binary]
     if type(value) is not list:
         raise V2Error(
             f'outputs: expected an array of {{"name": ...}} objects, got {type_name(value)}'
@@ -385,18 +394,17 @@ def encode_infer_response(
     tensors: list[dict[str, Any]] = []
     chunks: list[bytes] = []
     for output in outputs:
-        values = _output_values(output.name, is_anomaly, anomaly_score)
         tensor: dict[str, Any] = {
             "name": output.name,
             "datatype": OUTPUTS[output.name],
             "shape": [rows],
         }
         if output.binary:
-            raw = values.tobytes()
+            raw = _output_bytes(output.name, is_anomaly, anomaly_score)
             tensor["parameters"] = {"binary_data_size": len(raw)}
             chunks.append(raw)
         else:
-            tensor["data"] = values.tolist()
+            tensor["data"] = _output_list(output.name, is_anomaly, anomaly_score)
         tensors.append(tensor)
     doc["outputs"] = tensors
     header = orjson.dumps(doc)
@@ -405,13 +413,22 @@ def encode_infer_response(
     return b"".join((header, *chunks)), len(header)
 
 
-def _output_values(name: str, is_anomaly: np.ndarray, anomaly_score: np.ndarray) -> np.ndarray:
-    """An output in its wire type: BOOL one byte each, INT32 and FP64 little-endian."""
+def _output_bytes(name: str, is_anomaly: np.ndarray, anomaly_score: np.ndarray) -> bytes:
+    """An output as binary tensor data: BOOL one byte each, INT32 and FP64 little-endian."""
     if name == "is_anomaly":
-        return np.asarray(is_anomaly, dtype=np.bool_)
+        return np.asarray(is_anomaly, dtype=np.bool_).tobytes()
     if name == "prediction":
-        return np.where(is_anomaly, -1, 1).astype("<i4")
-    return np.asarray(anomaly_score, dtype="<f8")
+        return np.where(is_anomaly, -1, 1).astype("<i4").tobytes()
+    return np.asarray(anomaly_score, dtype="<f8").tobytes()
+
+
+def _output_list(name: str, is_anomaly: np.ndarray, anomaly_score: np.ndarray) -> list:
+    """An output as JSON ``data`` (lists: cheaper than numpy for the one-row hot path)."""
+    if name == "is_anomaly":
+        return [bool(a) for a in is_anomaly.tolist()]
+    if name == "prediction":
+        return [-1 if a else 1 for a in is_anomaly.tolist()]
+    return [float(s) for s in anomaly_score.tolist()]
 
 
 def response_headers(header_length: int | None) -> dict[str, str]:
