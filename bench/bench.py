@@ -303,7 +303,7 @@ def make_model(tmp: Path) -> tuple[Path, Path]:
         )
     import joblib
 
-    from service import artifact
+    from service.models import artifact
 
     estimator_path = tmp / "estimator.joblib"
     joblib.dump(artifact.load(tmp / "model.joblib").estimator(), estimator_path)
@@ -375,9 +375,9 @@ def cost_growth(mode: Mode, model_path: Path) -> dict[str, dict]:
     on forests fitted here (compiled forest and scikit-learn, 1 and 100 rows)."""
     from sklearn.ensemble import IsolationForest
 
-    from service import artifact
-    from service.fastforest import CompiledForest
-    from service.scoring import Model
+    from service.detectors.compiled_forest import CompiledForest
+    from service.models import artifact
+    from service.models.loaded import Model
 
     art = artifact.load(model_path)
     model, estimator = Model(art, model_path), art.estimator()

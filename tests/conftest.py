@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from service import sample_data
-from service.training import TrainingParams, train_from_csv
+from service.data import sample_data
+from service.training.trainer import TrainingParams, train_from_csv
 from tests.support import LiveServer, start_server
 
 

@@ -2,8 +2,8 @@
 
 import pytest
 
-from service import artifact
-from service.dataset import load_csv
+from service.data.dataset import load_csv
+from service.models import artifact
 from tests.support import run_tester
 
 pytestmark = pytest.mark.slow

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 import tester
-from service import artifact
-from service.dataset import load_csv
+from service.data.dataset import load_csv
+from service.models import artifact
 from tests.support import REPO, run_tester
 
 ROWS = [[1.0, 10.0], [2.0, 20.0], [3.0, 40.0], [4.0, 80.0]]
@@ -214,7 +214,7 @@ def test_undefined_ratios_are_not_reported_as_numbers():
 
 
 def test_the_evaluation_module_agrees_on_the_hand_worked_case():
-    from service.evaluation import evaluate_scores
+    from service.evaluation.vectors import evaluate_scores
 
     ev = evaluate_scores(
         np.array([0.9, 0.8, 0.7, 0.4, 0.3, 0.2, 0.1, 0.65]),
@@ -339,7 +339,7 @@ def test_tester_needs_only_requests():
 
 def test_tester_reads_labels_as_the_service_does():
     """tester.py keeps its own copy of parse_label (it must run with only requests)."""
-    from service.dataset import parse_label
+    from service.data.dataset import parse_label
 
     for cell in ["1", "0", "true", "False", " yes ", "NO", "anomaly", "normal", "2", "", "x"]:
         try:

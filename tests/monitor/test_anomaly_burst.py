@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from monitor import localstack
-from service import artifact
+from service.models import artifact
 from tests.monitor.conftest import prom_query
 from tests.monitor.dashboard import queries, substitute
 from tests.support import REPO

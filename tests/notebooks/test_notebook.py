@@ -12,7 +12,7 @@ import pytest
 import requests
 from nbclient import NotebookClient
 
-from service import artifact
+from service.models import artifact
 from tests.support import REPO, start_server
 
 NOTEBOOK = REPO / "notebooks" / "anomaly_training.ipynb"

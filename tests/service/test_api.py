@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from service import artifact
-from service.app import create_app
+from service.api.app import create_app
+from service.models import artifact
 from service.settings import Settings
 
 

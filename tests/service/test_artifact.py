@@ -6,10 +6,10 @@ import time
 import numpy as np
 import pytest
 
-from service import artifact
-from service.artifact import ArtifactError
-from service.model_store import ModelStore
-from service.training import TrainingParams, train
+from service.models import artifact
+from service.models.artifact import ArtifactError
+from service.models.store import ModelStore
+from service.training.trainer import TrainingParams, train
 from tests.service.hostile import Swapper, evil_pickle, make_unreadable
 
 

@@ -9,10 +9,11 @@ import sys
 import numpy as np
 import pytest
 
-from service import artifact, batch_scoring
-from service.cli import main
-from service.dataset import load_csv
-from service.scoring import Model
+from service.cli.main import main
+from service.data import batch_scoring
+from service.data.dataset import load_csv
+from service.models import artifact
+from service.models.loaded import Model
 from tests.support import REPO
 
 N_ROWS = 350

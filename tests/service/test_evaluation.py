@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from service import artifact, evaluation
-from service.cli import main
-from service.dataset import DataError, load_csv
-from service.scoring import Model
+from service.cli.main import main
+from service.data.dataset import DataError, load_csv
+from service.evaluation import vectors as evaluation
+from service.models import artifact
+from service.models.loaded import Model
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

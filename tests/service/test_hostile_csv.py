@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from service import artifact
-from service.training import TrainingParams, train_from_csv
+from service.models import artifact
+from service.training.trainer import TrainingParams, train_from_csv
 from tests.support import REPO
 
 ROWS = [f"{i / 10},{(i % 7) / 10}\n" for i in range(12)]

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import requests
 
-from service import artifact
-from service.dataset import load_csv
+from service.data.dataset import load_csv
+from service.models import artifact
 from tests.support import metric, scrape, start_server
 
 pytestmark = pytest.mark.slow

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 import requests
 
-from service import artifact
-from service.training import TrainingParams, train
+from service.models import artifact
+from service.training.trainer import TrainingParams, train
 from tests.service.hostile import Swapper, make_unreadable
 from tests.support import metric, scrape, start_server, wait_for
 

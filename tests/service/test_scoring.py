@@ -6,9 +6,9 @@ import sys
 import numpy as np
 import pytest
 
-from service import artifact
-from service.fastforest import CompiledForest
-from service.scoring import FAST_PATH_MAX_ROWS, Model
+from service.detectors.compiled_forest import CompiledForest
+from service.models import artifact
+from service.models.loaded import FAST_PATH_MAX_ROWS, Model
 from tests.support import REPO
 
 
@@ -27,7 +27,7 @@ def test_serving_small_batches_never_imports_sklearn(model_path):
     code = f"""
 import sys
 import numpy as np
-from service.model_store import ModelStore
+from service.models.store import ModelStore
 store = ModelStore()
 store.load({str(model_path)!r})
 store.model.score(np.zeros((100, 2)))

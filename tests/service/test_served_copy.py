@@ -5,10 +5,10 @@ import shutil
 
 import numpy as np
 
-from service import artifact
-from service.model_store import ModelStore
-from service.served_copy import ServedCopy
-from service.training import TrainingParams, train
+from service.models import artifact
+from service.models.served_copy import ServedCopy
+from service.models.store import ModelStore
+from service.training.trainer import TrainingParams, train
 
 
 def make_model(path, seed: int) -> str:

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import sklearn
 
-from service import artifact
-from service.training import TrainingParams, train, train_from_csv
+from service.models import artifact
+from service.training.trainer import TrainingParams, train, train_from_csv
 from tests.support import REPO
 
 

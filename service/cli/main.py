@@ -124,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_sample_data(args: argparse.Namespace) -> int:
-    from service import sample_data
+    from service.data import sample_data
 
     train, test = sample_data.generate(
         args.out_dir,
@@ -158,8 +158,8 @@ def _cannot_write(path: str, exc: OSError) -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from service.dataset import DataError
-    from service.training import TrainingParams, train_from_csv
+    from service.data.dataset import DataError
+    from service.training.trainer import TrainingParams, train_from_csv
 
     params = TrainingParams(
         n_estimators=args.n_estimators,
@@ -208,7 +208,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from pydantic import ValidationError
 
-    from service.server import serve
+    from service.runtime.server import serve
     from service.settings import Settings
 
     try:
@@ -223,16 +223,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _load_model(path: str):
-    from service import artifact
-    from service.scoring import Model
+    from service.models import artifact
+    from service.models.loaded import Model
 
     return Model(artifact.load(path), source=Path(path))
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from service.artifact import ArtifactError
-    from service.batch_scoring import ProgressBar, score_csv
-    from service.dataset import DataError
+    from service.data.batch_scoring import ProgressBar, score_csv
+    from service.data.dataset import DataError
+    from service.models.artifact import ArtifactError
 
     try:
         limit = _csv_line_limit()
@@ -283,9 +283,9 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from service import evaluation
-    from service.artifact import ArtifactError
-    from service.dataset import DataError
+    from service.data.dataset import DataError
+    from service.evaluation import vectors as evaluation
+    from service.models.artifact import ArtifactError
 
     try:
         limit = _csv_line_limit()

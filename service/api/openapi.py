@@ -13,9 +13,9 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from service import schemas
-from service.model_store import ModelStore
-from service.scoring import Model
+from service.api import schemas
+from service.models.loaded import Model
+from service.models.store import ModelStore
 from service.settings import Settings
 
 _NOT_BUILT = object()

@@ -3,7 +3,7 @@
 Each ``cmd_*`` takes parsed arguments and returns the exit status: 0 done, 2 refused (unknown
 model or version, invalid name, an aliased version to delete, nothing to roll back to), with
 the reason on stderr. ``add_arguments`` builds the subcommands on any parser, so
-``python -m service models ...`` and ``python -m service.cli_models ...`` parse alike.
+``python -m service models ...`` and ``python -m service.cli.models ...`` parse alike.
 """
 
 from __future__ import annotations
@@ -213,7 +213,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m service.cli_models", description="Manage Vigil's model registry"
+        prog="python -m service.cli.models", description="Manage Vigil's model registry"
     )
     add_arguments(parser)
     return run(parser.parse_args(argv))

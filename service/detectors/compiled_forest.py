@@ -36,7 +36,8 @@ those; when they exist they are compared with the recomputed values and
 sklearn change in these internals fails loudly at load time instead of scoring wrongly.
 
 The float32 cast, the sequential accumulation and the final power mirror sklearn 1.9.1;
-re-run ``tests/test_fastforest.py`` whenever the pinned sklearn or numpy version changes.
+re-run ``tests/detectors/test_compiled_forest.py`` whenever the pinned sklearn or numpy
+version changes.
 """
 
 from __future__ import annotations

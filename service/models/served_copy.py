@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from service.artifact import Verified, manifest_path
+from service.models.artifact import Verified, manifest_path
 
 
 class ServedCopy:

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from service.dataset import DataError, load_csv
-from service.scoring import Model
+from service.data.dataset import DataError, load_csv
+from service.models.loaded import Model
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

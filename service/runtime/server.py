@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING
 import uvicorn
 from uvicorn.supervisors import Multiprocess
 
-from service.http_protocol import HttpLimits, LimitedHttpToolsProtocol
+from service.runtime.http_protocol import HttpLimits, LimitedHttpToolsProtocol
 from service.settings import Settings
 
 if TYPE_CHECKING:
-    from service.served_copy import ServedCopy
+    from service.models.served_copy import ServedCopy
 
 log = logging.getLogger("vigil")
 
@@ -49,7 +49,7 @@ def _reload_signals_ignored() -> Iterator[None]:
 
 def served_copy() -> ServedCopy | None:
     """In a worker of a multi-worker service, the run's served copy; else None."""
-    from service.served_copy import ServedCopy
+    from service.models.served_copy import ServedCopy
 
     root = os.environ.get(SERVED_COPY_ENV)
     return ServedCopy(root) if root else None
@@ -74,7 +74,7 @@ class Supervisor(Multiprocess):
     A reload is done by one worker, never by a restart (uvicorn's default would restart the
     workers, and a worker restarted onto a bad file would serve nothing). SIGHUP goes to one
     ready worker, which reloads from the model path, counts the attempt and, if it accepted
-    the new model, publishes it to the served copy (``service.served_copy``) and sends the
+    the new model, publishes it to the served copy (``service.models.served_copy``) and sends the
     supervisor SIGUSR1; the supervisor passes SIGUSR1 on to every worker, and each one
     serves the copy. Workers that start (at first or to replace a dead one) load the copy
     too, so the whole service serves one version, and only a reload changes it. And a dead
@@ -142,7 +142,7 @@ def serve(settings: Settings | None = None) -> None:
         metrics_dir = prepare_metrics_dir(settings)
         log.info("%d workers; metrics in %s", settings.workers, metrics_dir)
     config = uvicorn.Config(
-        "service.app:create_app",
+        "service.api.app:create_app",
         factory=True,
         host=settings.host,
         port=settings.port,

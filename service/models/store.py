@@ -3,7 +3,7 @@
 A new model is read once, verified and smoke-tested off to the side; only then is it swapped
 in, with one reference assignment. A request that already took the old model finishes with it.
 If anything about the new file is wrong, the old model keeps serving. With several workers,
-the accepted bytes are also kept in the run's served copy (``service.served_copy``), which
+the accepted bytes are also kept in the run's served copy (``service.models.served_copy``), which
 is what starting workers load and what the other workers follow after a reload.
 """
 
@@ -17,10 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from service import artifact, metrics
-from service.artifact import ArtifactError, Verified
-from service.scoring import Model
-from service.served_copy import ServedCopy
+from service.models import artifact
+from service.models.artifact import ArtifactError, Verified
+from service.models.loaded import Model
+from service.models.served_copy import ServedCopy
+from service.serving import telemetry as metrics
 
 log = logging.getLogger("vigil.model")
 

@@ -1,4 +1,4 @@
-"""Exactness tests for service.fastforest.CompiledForest against sklearn's IsolationForest.
+"""Exactness tests for the compiled forest against sklearn's IsolationForest.
 
 Every check compares the compiled fast path with ``est.score_samples`` / ``est.predict`` of
 the original estimator (never with itself): scores within 1e-12 (the contract) and, in fact,
@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from service.fastforest import CompiledForest, anomaly_mask  # noqa: E402
+from service.detectors.compiled_forest import CompiledForest, anomaly_mask  # noqa: E402
 
 F32_MAX = float(np.finfo(np.float32).max)
 # Smallest float64 that rounds to +inf in float32 (the tie at 2**128 - 2**103 rounds to even,

@@ -14,13 +14,16 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.requests import ClientDisconnect
 
-from service import __version__, admin, metrics, server
-from service.api import answer_head_as_get, router
-from service.artifact import ArtifactError
-from service.model_store import ModelStore
-from service.openapi import install_openapi
+from service import __version__
+from service.api import http_metrics
+from service.api.openapi import install_openapi
+from service.api.routes import admin
+from service.api.routes.predict import answer_head_as_get, router
+from service.core.features import InputError
+from service.models.artifact import ArtifactError
+from service.models.store import ModelStore
+from service.runtime import server
 from service.settings import Settings
-from service.validation import InputError
 
 log = logging.getLogger("vigil")
 
@@ -124,6 +127,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # router twice, about 10 µs of a one-row prediction's 100 (bench/layers.py).
     app.router.routes.extend(router.routes)
     app.include_router(admin.router, include_in_schema=settings.admin_token is not None)
-    metrics.instrument(app)
+    http_metrics.instrument(app)
     answer_head_as_get(app)
     return app

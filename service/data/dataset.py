@@ -4,7 +4,7 @@ The rules (also in the README's Training section): UTF-8, with or without a byte
 the first line is the header, whose names are stripped of spaces, not empty, free of control
 characters and unique; a number is plain decimal (an optional sign, digits, an optional point
 and an optional exponent: ``-1.5``, ``.5``, ``2e-3``), finite and within float64's range. Lines
-and records are at most ``VIGIL_MAX_CSV_LINE_BYTES`` long (see :mod:`service.csvfile`).
+and records are at most ``VIGIL_MAX_CSV_LINE_BYTES`` long (see :mod:`service.data.csvfile`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from service.csvfile import CsvFile, DataError, is_blank, shorten
+from service.data.csvfile import CsvFile, DataError, is_blank, shorten
 
 __all__ = ["DataError", "Dataset", "load_csv", "parse_label", "parse_number"]
 

@@ -18,10 +18,11 @@ from fastapi.routing import APIRoute, iter_route_contexts
 from starlette.datastructures import QueryParams
 from starlette.requests import ClientDisconnect
 
-from service import handlers, schemas
-from service.model_store import ModelStore
-from service.scoring import Model
-from service.validation import InputError, decode_json
+from service.api import schemas
+from service.core.features import InputError, decode_json
+from service.models.loaded import Model
+from service.models.store import ModelStore
+from service.serving import dataplane as handlers
 
 router = APIRouter()
 

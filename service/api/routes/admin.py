@@ -11,8 +11,8 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from service import schemas
-from service.model_store import ModelStore, ReloadOutcome
+from service.api import schemas
+from service.models.store import ModelStore, ReloadOutcome
 from service.settings import Settings
 
 log = logging.getLogger("vigil.admin")

@@ -8,8 +8,8 @@ from typing import Any
 import anyio.to_thread
 import numpy as np
 
-from service import metrics
-from service.scoring import Model, Scores
+from service.models.loaded import Model, Scores
+from service.serving import telemetry as metrics
 
 
 def _timed_score(model: Model, X: np.ndarray) -> tuple[Scores, float]:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from service.artifact import ArtifactError, ModelArtifact
-from service.validation import FeatureParser
+from service.core.features import FeatureParser
+from service.models.artifact import ArtifactError, ModelArtifact
 
 # Up to this many rows (the default VIGIL_MAX_BATCH_ROWS) the compiled forest serves.
 # In-process scikit-learn wins from about 4,000 rows (bench/bench_fastforest.py), but end to end

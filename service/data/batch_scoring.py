@@ -9,7 +9,7 @@ A row that cannot be scored (a missing, non-numeric, NaN or infinite feature, or
 number of cells) is kept in the output with its result cells empty, and reported through
 ``on_error`` with its line number. Blank lines are skipped. A file that cannot be read as a
 whole (not UTF-8, NUL bytes, a line over the limit, malformed quoting) is an error, read with
-bounded memory (:mod:`service.csvfile`). The output is written to a
+bounded memory (:mod:`service.data.csvfile`). The output is written to a
 temporary file beside ``out`` and renamed at the end, so an interrupted run leaves no
 half-written output.
 """
@@ -28,9 +28,9 @@ from typing import TextIO
 
 import numpy as np
 
-from service.csvfile import CsvFile, DataError, is_blank
-from service.dataset import default_max_line_bytes, list_names, parse_number
-from service.scoring import Model
+from service.data.csvfile import CsvFile, DataError, is_blank
+from service.data.dataset import default_max_line_bytes, list_names, parse_number
+from service.models.loaded import Model
 
 RESULT_COLUMNS = ("prediction", "is_anomaly", "anomaly_score")
 DEFAULT_CHUNK_ROWS = 10_000
@@ -84,7 +84,7 @@ def score_csv(
     :class:`DataError` when the file as a whole cannot be used (no header, missing features,
     result columns already present, not UTF-8, NUL bytes, a line over ``max_line_bytes``
     (default ``VIGIL_MAX_CSV_LINE_BYTES``), malformed CSV); the output is then not written.
-    Cells are numbers by the rules of :func:`service.dataset.parse_number`.
+    Cells are numbers by the rules of :func:`service.data.dataset.parse_number`.
     """
     if chunk_rows < 1:
         raise ValueError("chunk_rows must be at least 1")

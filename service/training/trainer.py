@@ -12,10 +12,11 @@ from typing import Any
 
 import numpy as np
 
-from service import __version__, artifact
-from service.artifact import ModelArtifact
-from service.dataset import DataError, load_csv
-from service.fastforest import CompiledForest
+from service import __version__
+from service.data.dataset import DataError, load_csv
+from service.detectors.compiled_forest import CompiledForest
+from service.models import artifact
+from service.models.artifact import ModelArtifact
 
 MIN_TRAINING_ROWS = 10
 

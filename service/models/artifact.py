@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 import joblib
 
-from service.fastforest import CompiledForest
+from service.detectors.compiled_forest import CompiledForest
 
 if TYPE_CHECKING:
     from sklearn.ensemble import IsolationForest
