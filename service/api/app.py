@@ -18,20 +18,25 @@ from service import __version__
 from service.api import http_metrics
 from service.api.openapi import install_openapi
 from service.api.routes import admin
+from service.api.routes import models as models_routes
 from service.api.routes.predict import answer_head_as_get, router
 from service.core.features import InputError
-from service.models.artifact import ArtifactError
-from service.models.store import ModelStore
+from service.models.store import ModelNotFound, ModelStore
 from service.runtime import server
+from service.serving import telemetry
+from service.serving.dataplane import NotReady
 from service.settings import Settings
 
 log = logging.getLogger("vigil")
 
-DESCRIPTION = """Scores feature vectors for anomalies with a scikit-learn IsolationForest.
+DESCRIPTION = """Scores feature vectors for anomalies with named, versioned models of many
+detector kinds (IsolationForest, PyOD's ECOD, LOF, kNN and more, an autoencoder).
 
 `POST /prediction` takes one vector (a JSON array of numbers in feature order, or an object
-keyed by feature name); `POST /predictions` takes a batch. `?score=true` adds the anomaly
-score s(x) in (0, 1]; higher is more anomalous.
+keyed by feature name) for the default model; `POST /predictions` takes a batch.
+`POST /models/{name}/prediction(s)` does the same for a named model (also at
+`/versions/{version}/` or `/aliases/{alias}/`). `?score=true` adds the anomaly score; higher is
+more anomalous.
 """
 
 
@@ -44,7 +49,13 @@ def _describe(err: dict) -> str:
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     shared = server.served_copy()  # several workers: what they serve, kept by the supervisor
-    store = ModelStore(shared, on_publish=server.tell_supervisor if shared else None)
+    store = ModelStore(
+        settings,
+        shared,
+        on_publish=server.tell_supervisor if shared else None,
+        on_swap=telemetry.on_swap,
+        on_reload=telemetry.record_reload,
+    )
 
     reloads: set[asyncio.Task] = set()
 
@@ -54,10 +65,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         task.add_done_callback(reloads.discard)
 
     def on_reload_signal() -> None:
-        in_background(admin.reload_model(store, settings))
+        in_background(admin.reload_model(store))
 
     def on_follow_signal() -> None:
-        in_background(anyio.to_thread.run_sync(store.adopt, settings.model_path))
+        in_background(anyio.to_thread.run_sync(store.adopt))
 
     signals = {server.RELOAD: on_reload_signal}
     if shared is not None:
@@ -65,10 +76,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        try:
-            store.load(settings.model_path)
-        except ArtifactError as exc:
-            log.warning("starting without a model (not ready): %s", exc)
+        catalog = store.load()
+        if catalog.default is None:
+            log.warning("no default model (not ready): %s", catalog.not_ready_reason())
         loop = asyncio.get_running_loop()
         try:
             for sig, handler in signals.items():
@@ -77,7 +87,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             log.debug("not in the main thread: SIGHUP reload is off")
         if shared is not None:
             # Told to follow before the handler was in place, a worker did not hear it: look.
-            await anyio.to_thread.run_sync(store.adopt, settings.model_path)
+            await anyio.to_thread.run_sync(store.adopt)
         # What start-up allocated (modules, the model) lives as long as the process: take it out
         # of the garbage collector's full passes, which otherwise rescan it every few requests
         # (a fifth of a 10,000-row request). Objects freed later are still freed by refcount.
@@ -106,6 +116,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def input_error(_: Request, exc: InputError) -> JSONResponse:
         return JSONResponse({"detail": exc.message}, status_code=exc.status_code)
 
+    @app.exception_handler(ModelNotFound)
+    async def not_found(_: Request, exc: ModelNotFound) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=404)
+
+    @app.exception_handler(NotReady)
+    async def not_ready(_: Request, exc: NotReady) -> JSONResponse:
+        return JSONResponse({"detail": exc.reason}, status_code=503)
+
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse(
@@ -126,6 +144,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # On the app itself rather than include_router(): FastAPI matches a request to an included
     # router twice, about 10 µs of a one-row prediction's 100 (bench/layers.py).
     app.router.routes.extend(router.routes)
+    app.include_router(models_routes.router)
     app.include_router(admin.router, include_in_schema=settings.admin_token is not None)
     http_metrics.instrument(app)
     answer_head_as_get(app)

@@ -8,7 +8,7 @@ feature names and count) and on ``VIGIL_MAX_BATCH_ROWS``, so they are JSON schem
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 from pydantic.json_schema import SkipJsonSchema
@@ -16,24 +16,31 @@ from pydantic.json_schema import SkipJsonSchema
 
 class Prediction(BaseModel):
     prediction: Literal[-1, 1] = Field(
-        description="1 for an inlier, -1 for an anomaly (scikit-learn's)."
+        description="1 for an inlier, -1 for an anomaly (scikit-learn's convention)."
     )
-    is_anomaly: bool = Field(description="True exactly when scikit-learn's predict gives -1.")
+    is_anomaly: bool = Field(description="True exactly when the score is above the threshold.")
     # Left out of the answer without score=true; never null.
-    anomaly_score: Annotated[float, Field(gt=0, le=1)] | SkipJsonSchema[None] = Field(
+    anomaly_score: float | SkipJsonSchema[None] = Field(
         None,
         json_schema_extra=lambda schema: schema.pop("default"),  # absent, never null
-        description="With score=true only: s(x) = -score_samples(x), in (0, 1]; higher is more"
-        " anomalous. The row is an anomaly when it is above the model's threshold.",
+        description="With score=true only: the kind's raw score, higher is more anomalous (for"
+        " the iforest s(x) = -score_samples(x), in (0, 1]; for PyOD kinds decision_function)."
+        " The row is an anomaly when it is above the model's threshold.",
     )
 
 
-class PredictionResponse(Prediction):
-    model_version: str = Field(description="The version of the model that scored the row.")
+class ScoredBy(BaseModel):
+    model: str = Field(description="The model's name in the registry.")
+    version: int = Field(description="The version number that scored the rows.")
+    model_version: str = Field(description="That version's content hash.")
+    kind: str = Field(description="The detector kind (iforest, ecod, lof, ...).")
 
 
-class BatchResponse(BaseModel):
-    model_version: str = Field(description="The version of the model that scored the rows.")
+class PredictionResponse(Prediction, ScoredBy):
+    pass
+
+
+class BatchResponse(ScoredBy):
     predictions: list[Prediction] = Field(description="One result per row, in request order.")
 
 
@@ -42,21 +49,51 @@ class ErrorResponse(BaseModel):
 
 
 class ModelInformation(BaseModel):
-    model_version: str
+    model: str
+    version: int
+    model_version: str = Field(description="The content hash of the fitted detector.")
+    kind: str
     model_file: str = Field(description="The artifact's file name (no folder).")
-    loaded_at: float = Field(description="Unix time the model was loaded by this process.")
+    loaded_at: float = Field(description="Unix time the version was loaded by this process.")
     created_at: str = Field(description="When the model was trained (ISO 8601, UTC).")
     feature_names: list[str]
     n_features: int
     n_training_rows: int
     threshold: float = Field(description="anomaly_score above this is an anomaly.")
-    offset: float = Field(description="scikit-learn's offset_ (threshold = -offset).")
     training_anomaly_ratio: float = Field(description="Share of training rows flagged.")
-    training_scores: dict[str, float] = Field(description="Summary of training anomaly scores.")
-    params: dict[str, Any] = Field(description="The IsolationForest's parameters.")
-    max_samples_effective: int
-    sklearn_version: str
-    vigil_version: str
+    training_scores: dict[str, float] = Field(description="Quantiles of the training scores.")
+    params: dict[str, Any] = Field(description="The detector's parameters, defaults filled in.")
+    library_versions: dict[str, str]
+    vigil_version: str | None
+    offset: float | SkipJsonSchema[None] = Field(
+        None, description="iforest only: scikit-learn's offset_ (threshold = -offset)."
+    )
+    max_samples_effective: int | SkipJsonSchema[None] = Field(
+        None, description="iforest only: the rows drawn per tree."
+    )
+    aliases: dict[str, int] | SkipJsonSchema[None] = Field(
+        None, description="/models/{name} only: the model's aliases."
+    )
+    versions: list[int] | SkipJsonSchema[None] = Field(
+        None, description="/models/{name} only: the loaded versions."
+    )
+
+
+class ModelSummary(BaseModel):
+    name: str
+    kind: str | None
+    ready: bool
+    default_version: int | None
+    versions: list[int] = Field(description="Loaded versions.")
+    registered_versions: list[int] = Field(description="Every version in the registry.")
+    aliases: dict[str, int]
+    feature_names: list[str]
+    reason: str | SkipJsonSchema[None] = Field(None, description="Why it is not ready.")
+
+
+class ModelList(BaseModel):
+    models: list[ModelSummary]
+    default_model: str | None = Field(description="The model /prediction serves.")
 
 
 # What POST /admin/reload answers (model_store.ReloadOutcome.result): 200 for the first two.
@@ -69,12 +106,15 @@ class Live(BaseModel):
 
 class Ready(BaseModel):
     status: Literal["ready"]
-    model_version: str
+    model: str | None = Field(description="The default model (none when there is none).")
+    model_version: str | None
+    models: dict[str, str] = Field(description="Each model: ready, or why not.")
 
 
 class NotReady(BaseModel):
     status: Literal["not ready"]
     reason: str = Field(description="Why no model is loaded (files named by base name only).")
+    models: dict[str, str] = Field(description="Each model: ready, or why not.")
 
 
 def error(description: str, **extra: Any) -> dict[str, Any]:

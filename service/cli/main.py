@@ -65,16 +65,43 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--anomaly-share", type=float, default=0.03, help="share of test anomalies")
     s.add_argument("--seed", type=int, default=7)
 
-    t = sub.add_parser("train", help="train an IsolationForest on a CSV and save the artifact")
+    t = sub.add_parser(
+        "train",
+        help="train a detector on a CSV: register it in the registry (--name) or save it (--out)",
+        description=(
+            "Fit a detector kind on a CSV. With --name the model is registered as a new version"
+            " of that model in the registry (its first version, and any with --promote, becomes"
+            " its default); without, it is saved at --out (a lone artifact, VIGIL_MODEL_PATH)."
+        ),
+    )
     t.add_argument("--data", required=True, help="CSV with a header of numeric feature columns")
-    t.add_argument("--out", default="models/model.joblib", help="artifact path")
+    t.add_argument("--name", help="register as a new version of this model in the registry")
+    t.add_argument("--registry", help="registry folder (default: VIGIL_REGISTRY, else models)")
+    t.add_argument("--promote", action="store_true", help="make the new version the default")
+    t.add_argument("--out", default="models/model.joblib", help="artifact path, without --name")
+    t.add_argument(
+        "--detector",
+        default="iforest",
+        help="detector kind (default iforest; see --list-detectors)",
+    )
+    t.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a parameter of the kind, or contamination / scaler / max_train_rows (repeatable)",
+    )
+    t.add_argument(
+        "--list-detectors", action="store_true", help="list the kinds and their parameters"
+    )
     t.add_argument("--exclude", action="append", default=[], help="column to skip (repeatable)")
-    t.add_argument("--n-estimators", type=int, default=100)
-    t.add_argument("--max-samples", type=_max_samples, default="auto")
-    t.add_argument("--contamination", type=_contamination, default=0.02)
-    t.add_argument("--max-features", type=_fraction_or_count, default=1.0)
-    t.add_argument("--bootstrap", action="store_true")
-    t.add_argument("--random-state", type=int, default=42)
+    t.add_argument("--seed", "--random-state", dest="seed", type=int, default=42)
+    iforest = t.add_argument_group("iforest shorthands (the same as --param NAME=VALUE)")
+    iforest.add_argument("--n-estimators", type=int)
+    iforest.add_argument("--max-samples", type=_max_samples)
+    iforest.add_argument("--contamination", type=_contamination)
+    iforest.add_argument("--max-features", type=_fraction_or_count)
+    iforest.add_argument("--bootstrap", action="store_true", default=None)
 
     v = sub.add_parser("serve", help="run the HTTP service (settings from VIGIL_* variables)")
     v.add_argument("--model", help="overrides VIGIL_MODEL_PATH")
@@ -97,7 +124,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     c.add_argument("input", metavar="IN.csv", help="CSV with a header naming the model's features")
     c.add_argument("--out", required=True, metavar="OUT.csv", help="where to write the results")
-    c.add_argument("--model", default=default_model, help=f"artifact (default: {default_model})")
+    c.add_argument(
+        "--model",
+        default=default_model,
+        help=f"artifact path or NAME[@VERSION] in the registry (default: {default_model})",
+    )
     c.add_argument("--chunk-rows", type=_positive_int, default=10_000, help="rows per chunk")
     c.add_argument(
         "--progress",
@@ -118,8 +149,16 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument(
         "--label-column", default="label", help="1/true/yes/anomaly is an anomaly (default: label)"
     )
-    e.add_argument("--model", default=default_model, help=f"artifact (default: {default_model})")
+    e.add_argument(
+        "--model",
+        default=default_model,
+        help=f"artifact path or NAME[@VERSION] in the registry (default: {default_model})",
+    )
     e.add_argument("--plot", metavar="FILE.png", help="save ROC, PR and score histograms here")
+    from service.cli import models as models_cli
+
+    m = sub.add_parser("models", help="list, show, promote, roll back and delete models")
+    models_cli.add_arguments(m)
     return p
 
 
@@ -157,42 +196,94 @@ def _cannot_write(path: str, exc: OSError) -> str:
     return f"error: cannot write {path}: {exc.strerror or exc}"
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    from service.data.dataset import DataError
-    from service.training.trainer import TrainingParams, train_from_csv
+def _list_detectors() -> int:
+    from service.detectors import detector, table
 
-    params = TrainingParams(
-        n_estimators=args.n_estimators,
-        max_samples=args.max_samples,
-        contamination=args.contamination,
-        max_features=args.max_features,
-        bootstrap=args.bootstrap,
-        random_state=args.random_state,
-    )
+    for kind in table.kinds().values():
+        print(f"{kind.name:12} {kind.summary}")
+        for spec in detector.param_specs(kind).values():
+            print(f"    {spec.name}={spec.default!r:<10} {spec.doc}")
+    return 0
+
+
+def _train_params(args: argparse.Namespace) -> list[str]:
+    """``--param`` values, after the iforest shorthands (which they override)."""
+    shorthands = {
+        "n_estimators": args.n_estimators,
+        "max_samples": args.max_samples,
+        "max_features": args.max_features,
+        "bootstrap": args.bootstrap,
+    }
+    given = {k: v for k, v in shorthands.items() if v is not None}
+    if given and args.detector != "iforest":
+        flags = ", ".join("--" + k.replace("_", "-") for k in given)
+        raise ValueError(f"{flags}: iforest parameters; for {args.detector} use --param")
+    if args.contamination is not None:
+        given["contamination"] = args.contamination
+    return [f"{k}={v}" for k, v in given.items()] + list(args.param)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    if args.list_detectors:
+        return _list_detectors()
+    from service.data.dataset import DataError
+    from service.models import artifact
+    from service.models.registry import Registry, RegistryError
+    from service.training.trainer import train_from_csv
+
+    def progress(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    target = args.out
     try:
+        params = _train_params(args)
         model = train_from_csv(
             args.data,
-            args.out,
+            None if args.name else args.out,
             params,
+            kind=args.detector,
+            seed=args.seed,
             exclude=tuple(args.exclude),
             max_line_bytes=_csv_line_limit(),
+            progress=progress,
         )
-    except (DataError, ValueError) as exc:
+        if args.name:
+            root = args.registry or _settings_value("registry")
+            target = str(root)
+            info = Registry(root).register(
+                args.name, lambda path: artifact.save(model, path), promote=args.promote
+            )
+    except (DataError, ValueError, RegistryError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # reading errors are DataErrors: this is the artifact's write
-        print(_cannot_write(args.out, exc), file=sys.stderr)
+        print(_cannot_write(target, exc), file=sys.stderr)
         return 2
     meta = model.metadata
     print(
-        f"trained model {meta['version']} on {meta['n_training_rows']} rows of"
+        f"trained {meta['kind']} model {meta['version']} on {meta['n_training_rows']} rows of"
         f" {meta['n_features']} features ({', '.join(meta['feature_names'])});"
         f" threshold {meta['threshold']:.4f}, flags {meta['training_anomaly_ratio']:.2%}"
         f" of training rows"
     )
-    print(f"saved {args.out} and {args.out}.json")
+    if args.name:
+        model_info = Registry(target).model(args.name)
+        default = model_info.aliases.get("default")
+        print(
+            f"registered {args.name} version {info.number} in {target}"
+            f" (default: version {default}); reload the service to serve it"
+        )
+    else:
+        print(f"saved {args.out} and {args.out}.json")
     print(json.dumps(meta["training_scores"]))
     return 0
+
+
+def _settings_value(name: str):
+    """One setting as the service would read it (VIGIL_* variables, defaults)."""
+    from service.settings import Settings
+
+    return getattr(Settings(), name)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -222,11 +313,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_model(path: str):
-    from service.models import artifact
+def _load_model(spec: str):
+    """A model by artifact path, or by ``NAME``, ``NAME@VERSION`` or ``NAME@ALIAS`` in the
+    registry (VIGIL_REGISTRY)."""
+    from service.models import artifact, registry
     from service.models.loaded import Model
 
-    return Model(artifact.load(path), source=Path(path))
+    path = Path(spec)
+    if path.is_file() or "/" in spec or spec.endswith(".joblib"):
+        return Model(artifact.load(path), source=path)
+    name, _, at = spec.partition("@")
+    info = registry.Registry(_settings_value("registry")).model(name)
+    version = (info.version(at) if at.isdigit() else info.alias(at)) if at else info.default
+    if version is None:
+        raise ValueError(f"model {name!r} has no default version")
+    return Model(artifact.load(version.path), source=version.path, name=name, number=version.number)
 
 
 def cmd_score(args: argparse.Namespace) -> int:
@@ -329,5 +430,12 @@ def main(argv: list[str] | None = None) -> int:
         "serve": cmd_serve,
         "score": cmd_score,
         "evaluate": cmd_evaluate,
+        "models": _cmd_models,
     }
     return handler[args.command](args)
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from service.cli import models as models_cli
+
+    return models_cli.run(args)

@@ -17,19 +17,14 @@ import stat
 import tempfile
 import threading
 from dataclasses import dataclass
-from importlib.metadata import version as installed_version
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import Any, BinaryIO
 
 import joblib
 
-from service.detectors.compiled_forest import CompiledForest
-
-if TYPE_CHECKING:
-    from sklearn.ensemble import IsolationForest
-
-FORMAT_VERSION = 1
-SKLEARN_VERSION = installed_version("scikit-learn")
+FORMAT_VERSION = 2
+"""2: any detector kind's state. Format 1 (IsolationForest only, before the registry) is
+refused with a reason that says to re-train."""
 MAX_MANIFEST_BYTES = 16 * 1024 * 1024
 """A manifest is a few KB (metadata and probe rows); anything far larger is not one."""
 
@@ -55,51 +50,51 @@ class ArtifactError(Exception):
 
 
 class ModelArtifact:
-    """A trained model as stored: metadata, the compiled forest, and the estimator's bytes.
+    """A trained model as stored: its metadata and its detector's state.
 
-    Serving needs only the compiled forest (numpy arrays), so loading an artifact does not
-    import scikit-learn, which costs about 100 MB per worker. The estimator itself is
-    unpickled on first use, for large batches where scikit-learn is the faster path; its
-    bytes come from the same hash-checked file.
+    The state is plain data (numpy arrays and numbers, see ``service.detectors``), kept as the
+    exact bytes that were hashed into the model version, so serving needs no scikit-learn or
+    PyOD. It is unpickled once, on first use, from the same hash-checked file.
     """
 
     def __init__(
         self,
         metadata: dict[str, Any],
-        forest: CompiledForest,
-        estimator_bytes: bytes,
+        state_bytes: bytes,
         *,
         sha256: str | None = None,
-        estimator: IsolationForest | None = None,
+        state: dict[str, Any] | None = None,
     ) -> None:
         self.metadata = metadata
-        self.forest = forest
-        self.estimator_bytes = estimator_bytes
+        self.state_bytes = state_bytes
         self.sha256 = sha256
         """The artifact file's hash, when it was loaded from a file."""
-        self._estimator = estimator
+        self._state = state
         self._lock = threading.Lock()
 
     @property
     def version(self) -> str:
         return str(self.metadata["version"])
 
-    def estimator(self) -> IsolationForest:
-        """The scikit-learn estimator, unpickled once on first use."""
+    @property
+    def kind(self) -> str:
+        return str(self.metadata["kind"])
+
+    def detector_state(self) -> dict[str, Any]:
+        """The detector's state (``service.detectors.detector.load`` builds a scorer from it)."""
         with self._lock:
-            if self._estimator is None:
-                from sklearn.ensemble import IsolationForest
-
-                est = joblib.load(io.BytesIO(self.estimator_bytes))
-                if not isinstance(est, IsolationForest):
-                    raise ArtifactError("model", "does not hold a fitted IsolationForest")
-                self._estimator = est
-            return self._estimator
+            if self._state is None:
+                state = joblib.load(io.BytesIO(self.state_bytes))
+                if not isinstance(state, dict):
+                    raise ArtifactError("model", "does not hold a detector state")
+                self._state = state
+            return self._state
 
 
-def serialize(estimator: IsolationForest) -> bytes:
+def serialize(state: dict[str, Any]) -> bytes:
+    """A detector state's bytes: what the model version hashes and the artifact stores."""
     buf = io.BytesIO()
-    joblib.dump(estimator, buf)
+    joblib.dump(state, buf)
     return buf.getvalue()
 
 
@@ -108,9 +103,9 @@ def manifest_path(path: str | Path) -> Path:
     return path.with_name(path.name + ".json")
 
 
-def content_hash(estimator_bytes: bytes) -> str:
-    """SHA-256 of the fitted estimator's serialized bytes: the same fit gives the same hash."""
-    return hashlib.sha256(estimator_bytes).hexdigest()
+def content_hash(state_bytes: bytes) -> str:
+    """SHA-256 of the detector state's bytes: the same fit gives the same hash."""
+    return hashlib.sha256(state_bytes).hexdigest()
 
 
 def file_sha256(path: Path) -> str:
@@ -143,8 +138,7 @@ def save(artifact: ModelArtifact, path: str | Path) -> Path:
     payload = {
         "format": FORMAT_VERSION,
         "metadata": artifact.metadata,
-        "forest": artifact.forest.to_state(),
-        "estimator": artifact.estimator_bytes,
+        "detector": artifact.state_bytes,
     }
     atomic_write(path, lambda fh: joblib.dump(payload, fh))
     manifest = {
@@ -203,6 +197,12 @@ def _parse_manifest(mpath: Path, text: bytes) -> dict[str, Any]:
         raise ArtifactError(mpath, f"manifest is unreadable ({type(exc).__name__})") from None
     if not isinstance(manifest, dict) or not isinstance(manifest.get("sha256"), str):
         raise ArtifactError(mpath, "manifest has no sha256")
+    if manifest.get("format") == 1:
+        raise ArtifactError(
+            mpath,
+            "an artifact of format 1 (before detector kinds and the registry);"
+            " re-train it with this version",
+        )
     if manifest.get("format") != FORMAT_VERSION:
         raise ArtifactError(
             mpath, f"manifest has format {manifest.get('format')!r}, expected {FORMAT_VERSION}"
@@ -277,10 +277,6 @@ def read_verified(path: str | Path) -> Verified:
     return Verified(path, data, actual, manifest, manifest_bytes)
 
 
-def _sklearn_compatible(trained_with: str) -> bool:
-    return trained_with.split(".")[:2] == SKLEARN_VERSION.split(".")[:2]
-
-
 def load(path: str | Path) -> ModelArtifact:
     """Verify and load an artifact; nothing is unpickled unless its hash matches the manifest."""
     return from_verified(read_verified(path))
@@ -290,13 +286,6 @@ def from_verified(verified: Verified) -> ModelArtifact:
     """Unpickle the verified bytes (never the file again) and check what they hold."""
     path = verified.path
     meta = verified.manifest["metadata"]
-    trained_with = str(meta.get("sklearn_version", "?"))
-    if not _sklearn_compatible(trained_with):
-        raise ArtifactError(
-            path,
-            f"trained with scikit-learn {trained_with}; this service runs"
-            f" {SKLEARN_VERSION} (re-train it with this version)",
-        )
     try:
         payload = joblib.load(io.BytesIO(verified.data))
     except Exception as exc:  # a corrupt pickle can raise nearly anything
@@ -307,20 +296,15 @@ def from_verified(verified: Verified) -> ModelArtifact:
         raise ArtifactError(path, "not a Vigil model artifact")
     if payload.get("metadata") != meta:
         raise ArtifactError(path, "metadata differs from its manifest")
-    est_bytes = payload.get("estimator")
-    if not isinstance(est_bytes, bytes) or content_hash(est_bytes)[:12] != meta.get("version"):
-        raise ArtifactError(path, "the estimator does not match the model version")
-    try:
-        forest = CompiledForest.from_state(payload.get("forest"))
-    except ValueError as exc:
-        raise ArtifactError(path, str(exc)) from None  # fastforest's own words, no path
+    state_bytes = payload.get("detector")
+    if not isinstance(state_bytes, bytes) or content_hash(state_bytes)[:12] != meta.get("version"):
+        raise ArtifactError(path, "the detector does not match the model version")
     names = meta.get("feature_names")
-    if not isinstance(names, list) or not (
-        forest.n_features == meta.get("n_features") == len(names)
+    if (
+        not isinstance(names, list)
+        or not all(isinstance(n, str) for n in names)
+        or meta.get("n_features") != len(names)
+        or not isinstance(meta.get("kind"), str)
     ):
-        raise ArtifactError(
-            path,
-            f"the model takes {forest.n_features} features, metadata says"
-            f" {meta.get('n_features')} ({names})",
-        )
-    return ModelArtifact(meta, forest, est_bytes, sha256=verified.sha256)
+        raise ArtifactError(path, "metadata has no usable kind, feature_names and n_features")
+    return ModelArtifact(meta, state_bytes, sha256=verified.sha256)

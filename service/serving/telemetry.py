@@ -1,8 +1,10 @@
-"""The model's Prometheus metrics: rows scored, scores, inference time, the loaded model.
+"""The models' Prometheus metrics: rows scored, score percentiles, inference time, what is
+loaded. The names and labels are the contract the recording rules, alerts and dashboard use.
 
-Label values are bounded: ``outcome`` is anomaly|normal, ``endpoint`` is one of the two
-prediction routes, and ``version`` holds only the loaded model's version (the old series is
-removed on a swap). The HTTP metrics are the transport's: ``service.api.http_metrics``.
+Label values are bounded: ``model`` and ``version`` come only from the registry (a version is
+its number), ``outcome`` is anomaly|normal, ``endpoint`` one of the two prediction routes. The
+series of a version that is unloaded are removed on the swap. The HTTP metrics are the
+transport's: ``service.api.http_metrics``.
 """
 
 from __future__ import annotations
@@ -10,22 +12,29 @@ from __future__ import annotations
 import numpy as np
 from prometheus_client import Counter, Gauge, Histogram
 
-# s(x) lives in (0, 1]; normal points sit near 0.4-0.5, clear anomalies above 0.6.
-SCORE_BUCKETS = (0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.9, 1.0)
+# A score's percentile among its model's training scores, in [0, 1]: one bucket set for every
+# kind. Anomalies sit above 1 - contamination (0.9 to 0.98 with the default contaminations).
+PERCENTILE_BUCKETS = (0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999, 1.0)
 ROWS_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
 INFERENCE_BUCKETS = (
     0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
     0.05, 0.1, 0.25, 0.5, 1.0,
 )  # fmt: skip
 
-PREDICTIONS = Counter("vigil_predictions", "Rows scored, by outcome.", ["outcome"])
-ANOMALY_SCORE = Histogram(
-    "vigil_anomaly_score", "Anomaly score s(x) of scored rows.", buckets=SCORE_BUCKETS
+PREDICTIONS = Counter(
+    "vigil_predictions", "Rows scored, by model, version and outcome.",
+    ["model", "version", "outcome"],
+)  # fmt: skip
+SCORE_PERCENTILE = Histogram(
+    "vigil_score_percentile",
+    "Each scored row's score as its percentile among the model's training scores (0 to 1).",
+    ["model", "version"],
+    buckets=PERCENTILE_BUCKETS,
 )
 INFERENCE_SECONDS = Histogram(
     "vigil_inference_duration_seconds",
     "Time spent scoring one request's rows in the model.",
-    ["endpoint"],
+    ["model", "endpoint"],
     buckets=INFERENCE_BUCKETS,
 )
 ROWS_PER_REQUEST = Histogram(
@@ -34,56 +43,74 @@ ROWS_PER_REQUEST = Histogram(
 # multiprocess_mode applies with several workers: live workers only, combined as named.
 MODEL_INFO = Gauge(
     "vigil_model_info",
-    "The loaded model (value 1), labelled with its version.",
-    ["version"],
+    "A loaded model version (value 1), with its kind.",
+    ["model", "version", "kind"],
+    multiprocess_mode="livemax",
+)
+MODEL_DEFAULT = Gauge(
+    "vigil_model_default",
+    "The version a model's default alias serves (value 1).",
+    ["model", "version"],
     multiprocess_mode="livemax",
 )
 MODEL_LOADED_AT = Gauge(
     "vigil_model_loaded_timestamp_seconds",
-    "Unix time the loaded model was loaded.",
+    "Unix time a model version was loaded.",
+    ["model", "version"],
     multiprocess_mode="livemax",
 )
 MODEL_READY = Gauge(
     "vigil_model_ready",
-    "1 while a model is loaded and serving (in every worker), else 0.",
+    "1 while the model's default version is loaded and serving (in every worker), else 0.",
+    ["model"],
     multiprocess_mode="livemin",
 )
 MODEL_EXPECTED_ANOMALY_RATIO = Gauge(
     "vigil_model_expected_anomaly_ratio",
-    "Share of training rows the loaded model flags: the anomaly rate to expect on normal traffic.",
+    "Share of training rows the version flags: the anomaly rate to expect on normal traffic.",
+    ["model", "version"],
     multiprocess_mode="livemax",
 )
-_current_version: str | None = None
 
-# Label children are looked up once here, not per request (``.labels()`` costs about a
-# microsecond each). Every series exists from the start, at 0.
 ENDPOINTS = ("prediction", "predictions")
-_ANOMALY = PREDICTIONS.labels(outcome="anomaly")
-_NORMAL = PREDICTIONS.labels(outcome="normal")
-_INFERENCE = {e: INFERENCE_SECONDS.labels(endpoint=e) for e in ENDPOINTS}
 _ROWS = {e: ROWS_PER_REQUEST.labels(endpoint=e) for e in ENDPOINTS}
 
 
-def record_row(endpoint: str, score: float, is_anomaly: bool, seconds: float) -> None:
+class ModelMetrics:
+    """One loaded version's label children, looked up once at load (``.labels()`` costs about
+    a microsecond each). Label values come from the registry, never from a request."""
+
+    def __init__(self, model: str, version: str) -> None:
+        self.anomaly = PREDICTIONS.labels(model, version, "anomaly")
+        self.normal = PREDICTIONS.labels(model, version, "normal")
+        self.percentile = SCORE_PERCENTILE.labels(model, version)
+        self.inference = {e: INFERENCE_SECONDS.labels(model, e) for e in ENDPOINTS}
+
+
+def record_row(
+    m: ModelMetrics, endpoint: str, is_anomaly: bool, percentile: float, seconds: float
+) -> None:
     """Count one scored row: the single-row hot path."""
-    (_ANOMALY if is_anomaly else _NORMAL).inc()
-    ANOMALY_SCORE.observe(score)
-    _INFERENCE[endpoint].observe(seconds)
+    (m.anomaly if is_anomaly else m.normal).inc()
+    m.percentile.observe(percentile)
+    m.inference[endpoint].observe(seconds)
     _ROWS[endpoint].observe(1)
 
 
-def record_scores(endpoint: str, anomaly_scores: np.ndarray, n_anomalies: int, seconds: float):
+def record_scores(
+    m: ModelMetrics, endpoint: str, percentiles: np.ndarray, n_anomalies: int, seconds: float
+) -> None:
     """Count one scored request's rows."""
-    n = int(anomaly_scores.shape[0])
+    n = int(percentiles.shape[0])
     if n_anomalies:
-        _ANOMALY.inc(n_anomalies)
+        m.anomaly.inc(n_anomalies)
     if n - n_anomalies:
-        _NORMAL.inc(n - n_anomalies)
+        m.normal.inc(n - n_anomalies)
     if n == 1:
-        ANOMALY_SCORE.observe(float(anomaly_scores[0]))
+        m.percentile.observe(float(percentiles[0]))
     else:
-        observe_many(ANOMALY_SCORE, anomaly_scores)
-    _INFERENCE[endpoint].observe(seconds)
+        observe_many(m.percentile, percentiles)
+    m.inference[endpoint].observe(seconds)
     _ROWS[endpoint].observe(n)
 
 
@@ -102,21 +129,49 @@ def observe_many(histogram: Histogram, values: np.ndarray) -> None:
         histogram._buckets[i].inc(int(counts[i]))
 
 
-def set_model(version: str, loaded_at: float, expected_anomaly_ratio: float) -> None:
-    global _current_version
-    if _current_version is not None and _current_version != version:
-        # Zero the old series first: with several workers, clear() would not reach the file.
-        MODEL_INFO.labels(version=_current_version).set(0)
-        MODEL_INFO.remove(_current_version)
-    MODEL_INFO.labels(version=version).set(1)
-    _current_version = version
-    MODEL_LOADED_AT.set(loaded_at)
-    MODEL_READY.set(1)
-    MODEL_EXPECTED_ANOMALY_RATIO.set(expected_anomaly_ratio)
+def _drop(gauge: Gauge, *labels: str) -> None:
+    # Zero first: with several workers, remove() does not reach the worker's file.
+    gauge.labels(*labels).set(0)
+    gauge.remove(*labels)
 
 
-def set_not_ready() -> None:
-    MODEL_READY.set(0)
+def on_swap(old, new) -> None:
+    """Before a catalog (``service.models.store.Catalog``) replaces another: give every newly
+    loaded version its metrics, and move the model gauges to the new catalog."""
+    old_versions = {(m.name, m.number): m for m in old.served()}
+    new_versions = {(m.name, m.number): m for m in new.served()}
+    for key, model in new_versions.items():
+        version = str(model.number)
+        if getattr(model, "metrics", None) is None:
+            model.metrics = ModelMetrics(model.name, version)
+        previous = old_versions.get(key)
+        if previous is not None and previous.kind != model.kind:
+            _drop(MODEL_INFO, model.name, version, previous.kind)
+        MODEL_INFO.labels(model.name, version, model.kind).set(1)
+        MODEL_LOADED_AT.labels(model.name, version).set(model.loaded_at)
+        MODEL_EXPECTED_ANOMALY_RATIO.labels(model.name, version).set(
+            float(model.metadata["training_anomaly_ratio"])
+        )
+    for (name, number), model in old_versions.items():
+        if (name, number) not in new_versions:
+            version = str(number)
+            _drop(MODEL_INFO, name, version, model.kind)
+            _drop(MODEL_LOADED_AT, name, version)
+            _drop(MODEL_EXPECTED_ANOMALY_RATIO, name, version)
+    old_defaults = {n: e.default for n, e in old.models.items()}
+    for name, entry in new.models.items():
+        default = entry.default
+        before = old_defaults.get(name)
+        if before is not None and (default is None or before.number != default.number):
+            _drop(MODEL_DEFAULT, name, str(before.number))
+        if default is not None:
+            MODEL_DEFAULT.labels(name, str(default.number)).set(1)
+        MODEL_READY.labels(name).set(1 if entry.ready else 0)
+    for name, before in old_defaults.items():
+        if name not in new.models:
+            if before is not None:
+                _drop(MODEL_DEFAULT, name, str(before.number))
+            _drop(MODEL_READY, name)
 
 
 RELOADS = Counter("vigil_model_reloads", "Model reload attempts, by result.", ["result"])

@@ -1,4 +1,4 @@
-"""Training: fit an IsolationForest and describe it. Shared by the CLI and the notebook."""
+"""Training: fit a detector kind and describe it. Shared by the CLI, the notebook and jobs."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ import datetime as dt
 import os
 import shutil
 import tempfile
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
+from importlib.metadata import version as installed_version
 from pathlib import Path
 from typing import Any
 
@@ -14,16 +16,18 @@ import numpy as np
 
 from service import __version__
 from service.data.dataset import DataError, load_csv
-from service.detectors.compiled_forest import CompiledForest
+from service.detectors import detector
+from service.detectors.detector import MIN_TRAINING_ROWS
 from service.models import artifact
 from service.models.artifact import ModelArtifact
 
-MIN_TRAINING_ROWS = 10
+DEFAULT_SEED = 42
 
 
 @dataclass(frozen=True)
 class TrainingParams:
-    """The IsolationForest parameters a user may set (scikit-learn's names and meanings)."""
+    """The IsolationForest parameters a user may set (scikit-learn's names and meanings): the
+    iforest kind's parameters and defaults, and the training CLI's flags."""
 
     n_estimators: int = 100
     max_samples: int | float | str = "auto"
@@ -47,31 +51,46 @@ class TrainingParams:
             raise ValueError(f"max_samples must be at least 1, got {m}")
 
 
-def _score_summary(anomaly_scores: np.ndarray) -> dict[str, float]:
-    q = np.quantile(anomaly_scores, [0.01, 0.05, 0.5, 0.95, 0.99])
-    return {
-        "min": float(anomaly_scores.min()),
-        "max": float(anomaly_scores.max()),
-        "mean": float(anomaly_scores.mean()),
-        "std": float(anomaly_scores.std()),
-        "p01": float(q[0]),
-        "p05": float(q[1]),
-        "p50": float(q[2]),
-        "p95": float(q[3]),
-        "p99": float(q[4]),
-    }
+def _score_summary(quantiles: np.ndarray) -> dict[str, float]:
+    """The training scores' spread, from the calibration's quantiles (0, 0.1, ..., 100 %)."""
+    q = np.asarray(quantiles, dtype=np.float64)
+    at = {"min": 0, "p01": 10, "p05": 50, "p50": 500, "p95": 950, "p99": 990, "max": 1000}
+    return {name: float(q[i]) for name, i in at.items()}
+
+
+Params = TrainingParams | Mapping[str, Any] | Iterable[str] | None
+
+
+def _resolve(kind: str, params: Params, seed: int | None) -> tuple[dict[str, Any], int]:
+    """The kind's full parameters and the seed, from any of the ways callers give them."""
+    if isinstance(params, TrainingParams):
+        if kind != "iforest":
+            raise ValueError(f"TrainingParams are the iforest's parameters, not {kind}'s")
+        params.validate()
+        given = {k: v for k, v in asdict(params).items() if k != "random_state"}
+        seed = params.random_state if seed is None else seed
+        params = given
+    resolved = detector.resolve_params(kind, params or {})
+    return resolved, DEFAULT_SEED if seed is None else int(seed)
 
 
 def train(
-    X: np.ndarray, feature_names: list[str], params: TrainingParams | None = None
+    X: np.ndarray,
+    feature_names: list[str],
+    params: Params = None,
+    *,
+    kind: str = "iforest",
+    seed: int | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> ModelArtifact:
-    """Fit an IsolationForest on ``X`` and return it with its metadata."""
-    # Imported here: a CLI run refused for its data need not wait for scikit-learn to load.
-    import sklearn
-    from sklearn.ensemble import IsolationForest
+    """Fit detector ``kind`` on ``X`` and return it with its metadata.
 
-    params = params or TrainingParams()
-    params.validate()
+    ``params`` are the kind's parameters (``{"n_neighbors": 10}`` or ``["n_neighbors=10"]``;
+    :class:`TrainingParams` for the iforest), validated with errors that name the kind and the
+    parameter. The model version is the hash of the fitted state: the same data, parameters
+    and seed give the same version.
+    """
+    resolved, seed = _resolve(kind, params, seed)
     X = np.asarray(X, dtype=np.float64)
     if X.ndim != 2 or X.shape[1] != len(feature_names):
         raise DataError(f"X has shape {X.shape}, expected (rows, {len(feature_names)})")
@@ -79,33 +98,48 @@ def train(
         raise DataError(f"{X.shape[0]} training rows; at least {MIN_TRAINING_ROWS} are needed")
     if not np.isfinite(X).all():
         raise DataError("training data has NaN or infinite values")
-    est = IsolationForest(**asdict(params), n_jobs=1)
-    est.fit(X)
-    raw = est.score_samples(X)
-    forest = CompiledForest.from_estimator(est)
-    if not np.array_equal(forest.score_samples(X), raw):
-        raise RuntimeError("the compiled forest disagrees with scikit-learn on the training data")
+    state = detector.fit(kind, X, resolved, seed=seed, progress=progress)
+    fit_seconds = state.pop("fit_seconds", None)  # not part of the fit: the version must not vary
+    fitted = detector.load(state)
     probe = _probe_rows(X)
-    flagged = (raw - est.offset_) < 0
-    est_bytes = artifact.serialize(est)
+    state_bytes = artifact.serialize(state)
     metadata: dict[str, Any] = {
-        "version": artifact.content_hash(est_bytes)[:12],
+        "version": artifact.content_hash(state_bytes)[:12],
+        "kind": kind,
         "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "feature_names": list(feature_names),
         "n_features": len(feature_names),
         "n_training_rows": int(X.shape[0]),
-        "params": {k: v for k, v in est.get_params().items() if k not in ("n_jobs", "verbose")},
-        "max_samples_effective": int(est.max_samples_),
-        "offset": float(est.offset_),
-        "threshold": float(-est.offset_),
-        "training_anomaly_ratio": float(flagged.mean()),
-        "training_scores": _score_summary(-raw),
-        # Rows and scikit-learn's scores for them: a loaded model must reproduce them exactly.
-        "probe": {"rows": probe.tolist(), "score_samples": est.score_samples(probe).tolist()},
-        "sklearn_version": sklearn.__version__,
+        "params": _jsonable(resolved),
+        "seed": seed,
+        "threshold": fitted.threshold,
+        "training_anomaly_ratio": float(state["training_anomaly_ratio"]),
+        "training_scores": _score_summary(state["calibration"]["quantiles"]),
+        "fit_seconds": fit_seconds,
+        # Rows and their scores at training: a loaded model must reproduce them exactly.
+        "probe": {"rows": probe.tolist(), "scores": fitted.score(probe).tolist()},
+        "info": _jsonable(state.get("info", {})),
+        "library_versions": _library_versions(kind),
         "vigil_version": __version__,
     }
-    return ModelArtifact(metadata, forest, est_bytes, estimator=est)
+    return ModelArtifact(metadata, state_bytes, state=state)
+
+
+def _jsonable(value: Any) -> Any:
+    """Parameters and info as JSON values (numpy scalars and tuples become plain ones)."""
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _library_versions(kind: str) -> dict[str, str]:
+    """The versions of the libraries the kind mirrors, for the record."""
+    names = ["numpy", "scikit-learn"] + ([] if kind in ("iforest", "autoencoder") else ["pyod"])
+    return {name: installed_version(name) for name in names}
 
 
 def _probe_rows(X: np.ndarray) -> np.ndarray:
@@ -135,15 +169,20 @@ def save_replacing(model: ModelArtifact, out: str | Path) -> None:
 
 def train_from_csv(
     data: str | Path,
-    out: str | Path,
-    params: TrainingParams | None = None,
+    out: str | Path | None,
+    params: Params = None,
     *,
+    kind: str = "iforest",
+    seed: int | None = None,
     exclude: tuple[str, ...] = (),
     max_line_bytes: int | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> ModelArtifact:
-    """Read a CSV, train, and save the artifact at ``out`` (see :func:`save_replacing`)."""
+    """Read a CSV, train, and save the artifact at ``out`` (see :func:`save_replacing`);
+    with ``out`` None, only train (the caller registers it)."""
     ds = load_csv(data, exclude=exclude, min_rows=MIN_TRAINING_ROWS, max_line_bytes=max_line_bytes)
-    model = train(ds.X, ds.feature_names, params)
+    model = train(ds.X, ds.feature_names, params, kind=kind, seed=seed, progress=progress)
     model.metadata["training_data"] = Path(data).name
-    save_replacing(model, out)
+    if out is not None:
+        save_replacing(model, out)
     return model

@@ -23,6 +23,7 @@ class ReloadResponse(BaseModel):
     model_version: str | None
     previous_version: str | None
     reason: str | None = None
+    changes: list[str] = []
 
 
 def _settings(request: Request) -> Settings:
@@ -47,22 +48,25 @@ def require_admin(request: Request, settings: Annotated[Settings, Depends(_setti
 router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin)])
 
 
-async def reload_model(store: ModelStore, settings: Settings) -> ReloadOutcome:
-    """Reload off the event loop, so requests keep being served while the new model loads."""
-    return await anyio.to_thread.run_sync(store.reload, settings.model_path)
+async def reload_model(store: ModelStore) -> ReloadOutcome:
+    """Reload off the event loop, so requests keep being served while new models load."""
+    return await anyio.to_thread.run_sync(store.reload)
 
 
 @router.post(
     "/reload",
     response_model=ReloadResponse,
-    summary="Reload the model from VIGIL_MODEL_PATH (Bearer VIGIL_ADMIN_TOKEN)",
+    summary="Reload the registry and VIGIL_MODEL_PATH (Bearer VIGIL_ADMIN_TOKEN)",
     responses={
         401: schemas.error(
             "No Bearer token sent",
             headers={"WWW-Authenticate": {"schema": {"type": "string", "const": "Bearer"}}},
         ),
         403: schemas.error("Wrong admin token"),
-        409: {"model": ReloadResponse, "description": "Refused; the old model keeps serving"},
+        409: {
+            "model": ReloadResponse,
+            "description": "Refused; the models served before keep serving",
+        },
     },
     # The route exists only with VIGIL_ADMIN_TOKEN set (app.py leaves it out of the document
     # otherwise: it answers 404 like any unknown path).
@@ -70,6 +74,6 @@ async def reload_model(store: ModelStore, settings: Settings) -> ReloadOutcome:
 )
 async def reload(request: Request) -> JSONResponse:
     # With several workers, the store tells the others through the supervisor.
-    outcome = await reload_model(request.app.state.store, request.app.state.settings)
+    outcome = await reload_model(request.app.state.store)
     body = ReloadResponse(**outcome.__dict__).model_dump()
     return JSONResponse(body, status_code=409 if outcome.result == "refused" else 200)

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
 from fastapi.dependencies.utils import request_params_to_args
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute, iter_route_contexts
@@ -22,7 +22,7 @@ from service.api import schemas
 from service.core.features import InputError, decode_json
 from service.models.loaded import Model
 from service.models.store import ModelStore
-from service.serving import dataplane as handlers
+from service.serving import dataplane
 
 router = APIRouter()
 
@@ -33,15 +33,8 @@ async def get_store(request: Request) -> ModelStore:
     return request.app.state.store
 
 
-def serving_model(store: ModelStore) -> Model:
-    model = store.model
-    if model is None:
-        raise HTTPException(503, f"no model loaded: {store.not_ready_reason}")
-    return model
-
-
 async def require_model(store: Annotated[ModelStore, Depends(get_store)]) -> Model:
-    return serving_model(store)
+    return dataplane.default_model(store)
 
 
 StoreDep = Annotated[ModelStore, Depends(get_store)]
@@ -57,6 +50,11 @@ _ERRORS = {
     415: schemas.error("Content-Type is not JSON, or Content-Encoding is not identity"),
     422: schemas.error("Wrong features or values, or a bad query parameter"),
     503: schemas.error("No model loaded"),
+}
+_NAMED_ERRORS = {
+    **_ERRORS,
+    404: schemas.error("No such model, version or alias (the detail lists those that exist)"),
+    503: schemas.error("The model's default version is not loaded"),
 }
 
 
@@ -113,14 +111,15 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
 
 
 class ScoringRoute(APIRoute):
-    """A route for endpoints that take only the Request and query parameters.
+    """A route for endpoints that take only the Request, path and query parameters.
 
     FastAPI's generic handler solves the dependency graph, gathers path, header, cookie and
     body parameters and records telemetry context on every request: about 60 µs, more than
     scoring a row. This handler calls the endpoint directly. Query parameters are validated
     with FastAPI's own function (same coercion, same 422 errors), once per distinct query
-    string. Routing, exception handlers, middleware and the OpenAPI schema (built from the
-    endpoint's signature) are FastAPI's as for any route.
+    string; path parameters must be plain strings (a model name, a version), passed as the
+    router matched them, for the endpoint to look up. Routing, exception handlers, middleware
+    and the OpenAPI schema (built from the endpoint's signature) are FastAPI's as for any route.
 
     It runs no dependencies: an endpoint that declares one is refused when the route is built,
     and one added by ``include_router(..., dependencies=...)`` (say, an auth check) makes every
@@ -132,15 +131,17 @@ class ScoringRoute(APIRoute):
     def get_route_handler(self) -> Callable[[Request], Any]:
         dependant = self.dependant
         request_name = dependant.request_param_name
-        if request_name is None or (
-            dependant.dependencies
-            or dependant.path_params
+        if (
+            request_name is None
+            or dependant.dependencies
             or dependant.header_params
             or dependant.cookie_params
             or dependant.body_params
+            or any(p.field_info.annotation is not str for p in dependant.path_params)
         ):
             raise TypeError(
-                f"{self.path}: a ScoringRoute endpoint takes a Request and query parameters only"
+                f"{self.path}: a ScoringRoute endpoint takes a Request, str path parameters and"
+                " query parameters only"
             )
         endpoint = dependant.call
         query_fields = dependant.query_params
@@ -164,6 +165,9 @@ class ScoringRoute(APIRoute):
                 self._refuse_added_dependencies(request.app)
                 checked = True
             kwargs = query_values(request.scope["query_string"])
+            path_params = request.scope.get("path_params")
+            if path_params:
+                kwargs = {**kwargs, **path_params}
             return await endpoint(**{request_name: request, **kwargs})
 
         return handler
@@ -189,19 +193,31 @@ def scoring_route(path: str, **kwargs: Any):
     return register
 
 
+async def _score_one(request: Request, model: Model, with_score: bool) -> Response:
+    X = model.parser.one(await read_json(request, request.app.state.settings.max_body_bytes))
+    return _json(dataplane.single_result(model, dataplane.score_row(model, X), with_score))
+
+
+async def _score_many(request: Request, model: Model, with_score: bool) -> Response:
+    settings = request.app.state.settings
+    payload = await read_json(request, settings.max_body_bytes)
+    X = model.parser.many(payload, settings.max_batch_rows)
+    scores = await dataplane.score(
+        model, X, endpoint="predictions", inline_rows=settings.inline_rows
+    )
+    return _json(dataplane.batch_result(model, scores, with_score))
+
+
 @scoring_route(
     "/prediction",
     response_model=schemas.PredictionResponse,
     response_model_exclude_none=True,
     responses=_ERRORS,
-    summary="Score one feature vector",
+    summary="Score one feature vector with the default model",
     openapi_extra=schemas.json_body(schemas.ROW),
 )
 async def prediction(request: Request, score: ScoreQuery = False) -> Response:
-    state = request.app.state
-    model = serving_model(state.store)
-    X = model.parser.one(await read_json(request, state.settings.max_body_bytes))
-    return _json(handlers.single_result(model, handlers.score_row(model, X), score))
+    return await _score_one(request, dataplane.default_model(request.app.state.store), score)
 
 
 @scoring_route(
@@ -209,29 +225,77 @@ async def prediction(request: Request, score: ScoreQuery = False) -> Response:
     response_model=schemas.BatchResponse,
     response_model_exclude_none=True,
     responses=_ERRORS,
-    summary="Score a batch of feature vectors",
+    summary="Score a batch of feature vectors with the default model",
     openapi_extra=schemas.json_body(schemas.BATCH),
 )
 async def predictions(request: Request, score: ScoreQuery = False) -> Response:
-    state = request.app.state
-    model = serving_model(state.store)
-    settings = state.settings
-    payload = await read_json(request, settings.max_body_bytes)
-    X = model.parser.many(payload, settings.max_batch_rows)
-    scores = await handlers.score(
-        model, X, endpoint="predictions", inline_rows=settings.inline_rows
+    return await _score_many(request, dataplane.default_model(request.app.state.store), score)
+
+
+# The named routes: a model by name at its default alias, at a version number, or at an alias.
+def _named(request: Request, name: str, version: str | None = None, alias: str | None = None):
+    return dataplane.resolve(request.app.state.store.catalog, name, version, alias)
+
+
+def _named_route(path: str, batch: bool, summary: str):
+    return scoring_route(
+        path,
+        response_model=schemas.BatchResponse if batch else schemas.PredictionResponse,
+        response_model_exclude_none=True,
+        responses=_NAMED_ERRORS,
+        summary=summary,
+        openapi_extra=schemas.json_body(schemas.BATCH if batch else schemas.ROW),
     )
-    return _json(handlers.batch_result(model, scores, score))
+
+
+@_named_route("/models/{name}/prediction", False, "Score one vector with a model's default")
+async def model_prediction(request: Request, name: str, score: ScoreQuery = False) -> Response:
+    return await _score_one(request, _named(request, name), score)
+
+
+@_named_route("/models/{name}/predictions", True, "Score a batch with a model's default")
+async def model_predictions(request: Request, name: str, score: ScoreQuery = False) -> Response:
+    return await _score_many(request, _named(request, name), score)
+
+
+@_named_route(
+    "/models/{name}/versions/{version}/prediction", False, "Score one vector with a version"
+)
+async def version_prediction(
+    request: Request, name: str, version: str, score: ScoreQuery = False
+) -> Response:
+    return await _score_one(request, _named(request, name, version=version), score)
+
+
+@_named_route("/models/{name}/versions/{version}/predictions", True, "Score a batch with a version")
+async def version_predictions(
+    request: Request, name: str, version: str, score: ScoreQuery = False
+) -> Response:
+    return await _score_many(request, _named(request, name, version=version), score)
+
+
+@_named_route("/models/{name}/aliases/{alias}/prediction", False, "Score one vector at an alias")
+async def alias_prediction(
+    request: Request, name: str, alias: str, score: ScoreQuery = False
+) -> Response:
+    return await _score_one(request, _named(request, name, alias=alias), score)
+
+
+@_named_route("/models/{name}/aliases/{alias}/predictions", True, "Score a batch at an alias")
+async def alias_predictions(
+    request: Request, name: str, alias: str, score: ScoreQuery = False
+) -> Response:
+    return await _score_many(request, _named(request, name, alias=alias), score)
 
 
 @router.get(
     "/model_information",
     response_model=schemas.ModelInformation,
     responses={503: _ERRORS[503]},
-    summary="The loaded model's parameters and metadata",
+    summary="The default model's parameters and metadata",
 )
 async def model_information(model: ModelDep) -> Response:
-    return _json(handlers.model_information(model))
+    return _json(dataplane.model_information(model))
 
 
 @router.get("/health/live", response_model=schemas.Live, summary="Liveness")
@@ -246,10 +310,8 @@ async def live() -> Response:
     summary="Readiness: 200 only while a model is loaded",
 )
 async def ready(store: StoreDep) -> Response:
-    model = store.model
-    if model is None:
-        return _json({"status": "not ready", "reason": store.not_ready_reason}, 503)
-    return _json({"status": "ready", "model_version": model.version})
+    ok, body = dataplane.readiness(store.catalog)
+    return _json(body, 200 if ok else 503)
 
 
 def answer_head_as_get(app: FastAPI) -> None:
