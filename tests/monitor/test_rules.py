@@ -175,6 +175,7 @@ def test_model_recording_rules_keep_the_model_label():
         groupings = [g.split(", ") for g in re.findall(r"by \(([^)]*)\)", rule["expr"])]
         assert groupings, rule["record"]
         level = rule["record"].split(":")[0].split("_")
+        assert "model" in level, f"{rule['record']} sums the models together"
         for grouping in groupings:
             assert sorted(grouping) == sorted(level), rule["record"]
 
