@@ -39,6 +39,7 @@ def substitute(expr: str, rate_interval: str = "1m", interval: str = "15s") -> s
         "__range": "1h",
         "job": "vigil",
         "instance": ".*",  # the instance variable's "All" (allValue)
+        "model": ".*",  # the model variable's "All" (allValue)
     }
 
     def value(m: re.Match) -> str:
