@@ -1,0 +1,19 @@
+"""The table of series detector kinds: everything that lists kinds reads it from here."""
+
+from __future__ import annotations
+
+from service.series import seasonal
+from service.series.base import SeriesKind
+from service.series.errors import SeriesInputError
+
+KINDS: dict[str, SeriesKind] = {kind.name: kind for kind in (seasonal.KIND,)}
+DEFAULT_KIND = "seasonal"
+
+
+def get_kind(name: str) -> SeriesKind:
+    try:
+        return KINDS[name]
+    except (KeyError, TypeError):
+        raise SeriesInputError(
+            f"detector must be one of {', '.join(KINDS)}, got {name!r}"
+        ) from None
