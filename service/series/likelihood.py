@@ -3,8 +3,9 @@
 ``AnomalyScore`` is what every kind reports as ``score``: the anomaly likelihood of the recent
 share of points outside the band, raised to at least ``RANGE_SCORE`` (0.99) for a value beyond
 the range seen so far by more than ``range_tolerance`` of that range (as Numenta's NAB detector
-does). So a routine spike in a spiky series scores low though it is outside its band, while a
-burst of them, a sustained shift or a value never seen before scores high.
+does; after a flatline, any other value). So a routine spike in a spiky series scores low
+though it is outside its band, while a burst of them, a sustained shift or a value never seen
+before scores high.
 
 The likelihood is Numenta's HTM post-processing (its NAB results owe much to it), applied to
 out-of-band flags: average the last ``short`` (10) flags, compare that average with the mean and
@@ -88,10 +89,8 @@ class AnomalyScore:
 
     def observe(self, x: float) -> bool:
         """Learn ``x`` into the range; True when it lies beyond the range seen before."""
-        beyond = False
-        if self.high > self.low:
-            margin = (self.high - self.low) * self.tolerance
-            beyond = x > self.high + margin or x < self.low - margin
+        margin = (self.high - self.low) * self.tolerance
+        beyond = x > self.high + margin or x < self.low - margin  # after a flatline: any change
         self.low = min(self.low, x)
         self.high = max(self.high, x)
         return beyond

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from service.series import seasonal
+from service.series import rolling, seasonal, windowed
 from service.series.base import SeriesKind
 from service.series.errors import SeriesInputError
 
-KINDS: dict[str, SeriesKind] = {kind.name: kind for kind in (seasonal.KIND,)}
+KINDS: dict[str, SeriesKind] = {
+    kind.name: kind for kind in (seasonal.KIND, windowed.KIND, rolling.KIND)
+}
 DEFAULT_KIND = "seasonal"
 
 
