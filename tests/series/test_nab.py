@@ -11,7 +11,7 @@ import math
 import numpy as np
 import pytest
 
-from service.series.nab import PROFILES, best_threshold, evaluate, label, score_series
+from service.series.nab import PROFILES, Profile, best_threshold, evaluate, label, score_series
 
 STANDARD = PROFILES["standard"]
 T = np.arange(100, dtype=float)
@@ -106,16 +106,14 @@ def test_the_threshold_is_chosen_over_the_corpus_per_profile() -> None:
     sb = np.zeros(100)
     sb[30], sb[60] = 0.7, 0.9
     corpus = [(a, sa), (b, sb)]
-    hit = scores_at(42)[42] and 1.0 * (2 / (1 + math.exp(5 * -0.8)) - 1) / (
-        2 / (1 + math.exp(-5)) - 1
-    )
+    # row 42: p = -(49 - 42 + 1) / 10 = -0.8: S(-0.8) / S(-1) = 0.964028 / 0.986614 = 0.977107
+    hit = (2 / (1 + math.exp(5 * -0.8)) - 1) / (2 / (1 + math.exp(-5)) - 1)
+    assert hit == pytest.approx(0.977107, abs=1e-6)
     # at 0.6: the hit, and three false positives at full cost (q > 3 or no previous window)
     thr, total = best_threshold(corpus, STANDARD)
     assert thr == 0.6
     assert total == pytest.approx(hit - 3 * 0.11)
     # when false positives cost 1.0 each, saying nothing (-1) beats detecting (hit - 3)
-    from service.series.nab import Profile
-
     harsh = Profile("harsh", 1.0, 1.0, 1.0)
     assert best_threshold(corpus, harsh) == (math.inf, -1.0)
     scores = {p.profile.name: p for p in evaluate(corpus)}
