@@ -20,3 +20,9 @@ bench_fastforest: $(DEV) ## compiled forest vs scikit-learn by batch size, and t
 .PHONY: soak
 soak: $(DEV) ## 60 s at ~70% of the maximum rate: failed requests and RSS growth (about 2 minutes)
 	$(PY) bench/soak.py
+
+NAB ?= ../shared/nab
+
+.PHONY: bench_series
+bench_series: $(DEV) ## series detector kinds on NAB's labelled series, scored NAB's way (NAB=dir; ~1 min)
+	$(PY) bench/bench_series.py --nab $(NAB)
