@@ -24,3 +24,8 @@ soak: $(DEV) ## 60 s at ~70% of the maximum rate: failed requests and RSS growth
 .PHONY: bench_detectors
 bench_detectors: $(DEV) ## every detector kind's serving scorer vs its library, in-process
 	$(PY) bench/bench_detectors.py
+NAB ?= ../shared/nab
+
+.PHONY: bench_series
+bench_series: $(DEV) ## series detector kinds on NAB's labelled series, scored NAB's way (NAB=dir; ~1 min)
+	$(PY) bench/bench_series.py --nab $(NAB)
