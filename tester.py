@@ -23,6 +23,9 @@ from --seed. Kinds:
   drop     subtract MAGNITUDE (in (0, 1]) times the column's range
   offline  set to 0 (MAGNITUDE is optional and ignored)
   scale    multiply by MAGNITUDE (> 0)
+  drift    shift by up to MAGNITUDE times the column's standard deviation (not 0): a linear
+           ramp from 0 at START to all of it at START+DURATION, then held to the end of the
+           stream (drift does not go away by itself), to exercise the drift alerts
 The standard deviation and range are those of the column in the data file. Injected rows are
 labelled, and the summary gives the precision, recall and F1 of the service's is_anomaly
 against those labels, and against the file's own label column when it has one (label or
@@ -188,12 +191,13 @@ def read_data(path: str, feature_names: list[str], label_column: str | None = No
 
 # ---------------------------------------------------------------------------- injection
 
-KINDS = ("spike", "step", "drop", "offline", "scale")
+KINDS = ("spike", "step", "drop", "offline", "scale", "drift")
 
 
 @dataclass(frozen=True)
 class Injection:
-    """One anomaly to inject: KIND over [START, START + DURATION) seconds of the stream."""
+    """One anomaly to inject: KIND over [START, START + DURATION) seconds of the stream
+    (drift: ramped up over that window, then held from START + DURATION on)."""
 
     kind: str
     start: float
@@ -223,6 +227,7 @@ class Injection:
             "drop": (0 < magnitude <= 1, "MAGNITUDE in (0, 1] (a share of the range)"),
             "offline": (True, ""),
             "scale": (magnitude > 0 and magnitude != 1, "MAGNITUDE > 0 and not 1 (a factor)"),
+            "drift": (magnitude != 0, "a MAGNITUDE other than 0 (standard deviations)"),
         }
         ok, needs = valid[kind]
         if not ok:
@@ -230,7 +235,15 @@ class Injection:
         return cls(kind, start, duration, magnitude)
 
     def active(self, t: float) -> bool:
+        if self.kind == "drift":
+            return self.start <= t
         return self.start <= t < self.start + self.duration
+
+    def ramp(self, t: float) -> float:
+        """The share of the magnitude applied at ``t``: drift's linear ramp, 1 for the rest."""
+        if self.kind != "drift":
+            return 1.0
+        return min(1.0, (t - self.start) / self.duration)
 
     def describe(self) -> str:
         m = f"{self.magnitude:g}"
@@ -240,6 +253,7 @@ class Injection:
             "drop": f"subtract {m} of the range",
             "offline": "set to 0",
             "scale": f"multiply by {m}",
+            "drift": f"shift by 0 to {m} standard deviations, a linear ramp, then held",
         }[self.kind]
         end = self.start + self.duration
         return f"{self.kind} from {self.start:g} s to {end:g} s: {what}"
@@ -281,10 +295,10 @@ class Injector:
         self.rng = random.Random(seed)
 
     def _change(self, kind: str, magnitude: float, value: float, column: int) -> float:
+        if kind in ("step", "drift"):  # drift's magnitude comes ramped
+            return value + magnitude * self.stats.std[column]
         if kind == "spike":
             return value * self.rng.uniform(1.0, magnitude)
-        if kind == "step":
-            return value + magnitude * self.stats.std[column]
         if kind == "drop":
             return value - magnitude * self.stats.range[column]
         if kind == "offline":
@@ -303,8 +317,9 @@ class Injector:
                 continue
             if out is row:
                 out = list(row)
+            magnitude = inj.magnitude * inj.ramp(t)
             for c in self.columns:
-                out[c] = self._change(inj.kind, inj.magnitude, out[c], c)
+                out[c] = self._change(inj.kind, magnitude, out[c], c)
             injected = True
         return out, injected
 
