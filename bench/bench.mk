@@ -24,6 +24,7 @@ soak: $(DEV) ## 60 s at ~70% of the maximum rate: failed requests and RSS growth
 .PHONY: bench_detectors
 bench_detectors: $(DEV) ## every detector kind's serving scorer vs its library, in-process
 	$(PY) bench/bench_detectors.py
+
 NAB ?= ../shared/nab
 
 .PHONY: bench_series
