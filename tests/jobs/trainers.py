@@ -1,4 +1,5 @@
-"""Train functions the runner's job processes call (module-level, so spawn can pickle them)."""
+"""Train functions the runner's job processes call (module-level, so spawn can pickle them).
+Heavy imports stay inside ``train_iforest`` so a job process of ``train_blocking`` starts fast."""
 
 from __future__ import annotations
 
@@ -6,18 +7,19 @@ import os
 import time
 from pathlib import Path
 
-from service import artifact
-from service.dataset import load_csv
 from service.jobs.runner import Progress, TrainResult
 from service.jobs.store import Job
-from service.models.registry import Registry
-from service.settings import get_settings
-from service.training import MIN_TRAINING_ROWS, TrainingParams, train
 
 
 def train_iforest(job: Job, data_path: Path, progress: Progress) -> TrainResult:
     """Read the upload as the CLI does, fit an IsolationForest, register it in
     ``VIGIL_REGISTRY`` (what the integration's train function will do for this kind)."""
+    from service import artifact
+    from service.dataset import load_csv
+    from service.models.registry import Registry
+    from service.settings import get_settings
+    from service.training import MIN_TRAINING_ROWS, TrainingParams, train
+
     ds = load_csv(
         data_path, exclude=tuple(job.options.get("exclude", ())), min_rows=MIN_TRAINING_ROWS
     )
