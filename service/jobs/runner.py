@@ -168,7 +168,10 @@ class Runner:
         with self.store.runner_lease(self.id):
             try:
                 while not stop.is_set():
-                    self.step()
+                    try:
+                        self.step()
+                    except Exception:  # a store busy past its timeout must not end the runner
+                        log.exception("job runner pass failed; trying again")
                     waitables = [a.conn for a in self._active.values()]
                     waitables += [a.proc.sentinel for a in self._active.values()]
                     if waitables:

@@ -29,7 +29,7 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -330,6 +330,25 @@ def _check_idempotency_key(key: object) -> str:
     if not isinstance(key, str) or not 1 <= len(key) <= 255 or not key.isprintable():
         raise JobError("Idempotency-Key must be 1 to 255 printable characters")
     return key
+
+
+def rows_csv(feature_names: Sequence[str], rows: Sequence[Sequence[object]]) -> bytes:
+    """A JSON submission's ``feature_names`` and ``rows`` as the CSV a job reads (so both
+    kinds of submission train from the same reader). ValueError names the bad row/column."""
+    names = [str(n) for n in feature_names]
+    if not names or any(not n.strip() or "," in n or "\n" in n for n in names):
+        raise ValueError("feature_names must be non-empty names without commas or newlines")
+    lines = [",".join(names)]
+    for i, row in enumerate(rows):
+        if not isinstance(row, Sequence) or isinstance(row, str) or len(row) != len(names):
+            raise ValueError(f"rows[{i}]: expected {len(names)} numbers ({', '.join(names)})")
+        cells = []
+        for j, value in enumerate(row):
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(f"rows[{i}][{j}] ({names[j]}): expected a number")
+            cells.append(repr(float(value)))
+        lines.append(",".join(cells))
+    return ("\n".join(lines) + "\n").encode()
 
 
 def default_db_path(registry: str | Path) -> Path:

@@ -17,6 +17,7 @@ from service.jobs.store import (
     NewDelivery,
     UploadTooLarge,
     new_id,
+    rows_csv,
 )
 from tests.support import REPO
 
@@ -270,3 +271,16 @@ def test_deliveries_are_recorded_with_the_job_end_and_redelivered(store):
     assert again.status == "pending" and again.round_attempts == 0 and again.id == delivery.id
     with pytest.raises(JobNotFound):
         store.redeliver("msg_nope")
+
+
+def test_json_rows_become_the_csv_a_job_reads(tmp_path):
+    from service.dataset import load_csv
+
+    path = tmp_path / "rows.csv"
+    path.write_bytes(rows_csv(["mean", "sd"], [[0.1, 2], [3, -4.5]]))
+    ds = load_csv(path)
+    assert ds.feature_names == ["mean", "sd"] and ds.X.tolist() == [[0.1, 2.0], [3.0, -4.5]]
+    with pytest.raises(ValueError, match=r"rows\[1\]: expected 2 numbers \(mean, sd\)"):
+        rows_csv(["mean", "sd"], [[1, 2], [3]])
+    with pytest.raises(ValueError, match=r"rows\[0\]\[1\] \(sd\): expected a number"):
+        rows_csv(["mean", "sd"], [[1, "x"]])
