@@ -105,9 +105,16 @@ def params_per_kind(kinds: Sequence[str], assignments: Iterable[str]) -> dict[st
     out: dict[str, dict[str, str]] = {}
     for kind in kinds:
         given = detector.parse_assignments(kind, common)
-        for name, value in detector.parse_assignments(kind, own[kind]).items():
-            given[name] = value  # a kind's own setting wins over the common one
-        detector.resolve_params(kind, given)  # refuse now, before anything is fitted
+        its_own = detector.parse_assignments(kind, own[kind])
+        given.update(its_own)  # a kind's own setting wins over the common one
+        try:
+            detector.resolve_params(kind, given)  # refuse now, before anything is fitted
+        except ParamError as exc:
+            if exc.param in its_own or exc.param in detector.param_specs(table.get(kind)):
+                raise
+            problem = str(exc).removeprefix(f"{kind}: ")
+            hint = f"to set {exc.param} for some kinds only, write KIND.{exc.param}=VALUE"
+            raise ParamError(kind, exc.param, f"{problem}; {hint}") from None
         out[kind] = given
     return out
 
