@@ -178,7 +178,7 @@ def _fit_and_score(
         except Exception as exc:
             error = f"score failed: {_one_line(kind, exc)}"
             return KindResult(kind, resolved, fit_seconds=fit_seconds, error=error)
-    for message in dict.fromkeys(str(w.message).splitlines()[0] for w in caught):
+    for message in dict.fromkeys((str(w.message).splitlines() or [""])[0] for w in caught):
         say(f"{kind}: warning: {message[:_MAX_ERROR_CHARS]}")
     if not np.isfinite(scores).all():
         return KindResult(
