@@ -159,6 +159,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     m = sub.add_parser("models", help="list, show, promote, roll back and delete models")
     models_cli.add_arguments(m)
+
+    from service.cli import compare as compare_cli
+
+    k = sub.add_parser(
+        "compare",
+        help="train every detector kind on a CSV and rank them on a labelled one",
+        description=compare_cli.__doc__,
+    )
+    compare_cli.add_arguments(k)
     return p
 
 
@@ -431,6 +440,7 @@ def main(argv: list[str] | None = None) -> int:
         "score": cmd_score,
         "evaluate": cmd_evaluate,
         "models": _cmd_models,
+        "compare": _cmd_compare,
     }
     return handler[args.command](args)
 
@@ -439,3 +449,9 @@ def _cmd_models(args: argparse.Namespace) -> int:
     from service.cli import models as models_cli
 
     return models_cli.run(args)
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from service.cli import compare as compare_cli
+
+    return compare_cli.run(args)

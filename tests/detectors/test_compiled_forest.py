@@ -7,9 +7,7 @@ bitwise equal; ``anomaly_mask`` identical to ``est.predict(X) == -1`` on every r
 
 from __future__ import annotations
 
-import sys
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,11 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sklearn.ensemble import IsolationForest
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from service.detectors.compiled_forest import CompiledForest, anomaly_mask  # noqa: E402
+from service.detectors.compiled_forest import CompiledForest, anomaly_mask
 
 F32_MAX = float(np.finfo(np.float32).max)
 # Smallest float64 that rounds to +inf in float32 (the tie at 2**128 - 2**103 rounds to even,
