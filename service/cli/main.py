@@ -96,6 +96,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--exclude", action="append", default=[], help="column to skip (repeatable)")
     t.add_argument("--seed", "--random-state", dest="seed", type=int, default=42)
+    t.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="what is being fitted, on stderr (default: when stderr is a terminal)",
+    )
     iforest = t.add_argument_group("iforest shorthands (the same as --param NAME=VALUE)")
     iforest.add_argument("--n-estimators", type=int)
     iforest.add_argument("--max-samples", type=_max_samples)
@@ -240,8 +246,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     from service.models.registry import Registry, RegistryError
     from service.training.trainer import train_from_csv
 
-    def progress(message: str) -> None:
+    def say(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
+
+    show = sys.stderr.isatty() if args.progress is None else args.progress
+    progress = say if show else None
 
     target = args.out
     try:

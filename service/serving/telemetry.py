@@ -43,8 +43,8 @@ ROWS_PER_REQUEST = Histogram(
 # multiprocess_mode applies with several workers: live workers only, combined as named.
 MODEL_INFO = Gauge(
     "vigil_model_info",
-    "A loaded model version (value 1), with its kind.",
-    ["model", "version", "kind"],
+    "A loaded model version (value 1), with its kind and content hash.",
+    ["model", "version", "kind", "model_version"],
     multiprocess_mode="livemax",
 )
 MODEL_DEFAULT = Gauge(
@@ -145,9 +145,12 @@ def on_swap(old, new) -> None:
         if getattr(model, "metrics", None) is None:
             model.metrics = ModelMetrics(model.name, version)
         previous = old_versions.get(key)
-        if previous is not None and previous.kind != model.kind:
-            _drop(MODEL_INFO, model.name, version, previous.kind)
-        MODEL_INFO.labels(model.name, version, model.kind).set(1)
+        if previous is not None and (previous.kind, previous.version) != (
+            model.kind,
+            model.version,
+        ):  # a lone VIGIL_MODEL_PATH file is always version 1: its hash tells them apart
+            _drop(MODEL_INFO, model.name, version, previous.kind, previous.version)
+        MODEL_INFO.labels(model.name, version, model.kind, model.version).set(1)
         MODEL_LOADED_AT.labels(model.name, version).set(model.loaded_at)
         MODEL_EXPECTED_ANOMALY_RATIO.labels(model.name, version).set(
             float(model.metadata["training_anomaly_ratio"])
@@ -155,7 +158,7 @@ def on_swap(old, new) -> None:
     for (name, number), model in old_versions.items():
         if (name, number) not in new_versions:
             version = str(number)
-            _drop(MODEL_INFO, name, version, model.kind)
+            _drop(MODEL_INFO, name, version, model.kind, model.version)
             _drop(MODEL_LOADED_AT, name, version)
             _drop(MODEL_EXPECTED_ANOMALY_RATIO, name, version)
     old_defaults = {n: e.default for n, e in old.models.items()}
