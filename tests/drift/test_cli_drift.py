@@ -11,10 +11,9 @@ import numpy as np
 import pytest
 
 from service import cli_drift
-
-from service.models import artifact
 from service.data.dataset import load_csv
 from service.drift import reference
+from service.models import artifact
 from service.models.loaded import Model
 from tests.support import REPO
 

@@ -11,9 +11,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from service.models.artifact import load
 from service.jobs.runner import Runner
 from service.jobs.store import INTERRUPTED, JobStore
+from service.models.artifact import load
 from service.models.registry import Registry
 from tests.jobs import trainers
 from tests.jobs.conftest import pid_alive, wait_file, wait_gone, wait_status

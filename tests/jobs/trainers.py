@@ -14,8 +14,8 @@ from service.jobs.store import Job
 def train_iforest(job: Job, data_path: Path, progress: Progress) -> TrainResult:
     """Read the upload as the CLI does, fit an IsolationForest, register it in
     ``VIGIL_REGISTRY`` (what the integration's train function will do for this kind)."""
-    from service.models import artifact
     from service.data.dataset import load_csv
+    from service.models import artifact
     from service.models.registry import Registry
     from service.settings import get_settings
     from service.training.trainer import MIN_TRAINING_ROWS, TrainingParams, train
