@@ -144,7 +144,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # On the app itself rather than include_router(): FastAPI matches a request to an included
     # router twice, about 10 µs of a one-row prediction's 100 (bench/layers.py).
     app.router.routes.extend(router.routes)
-    app.include_router(models_routes.router)
+    app.router.routes.extend(models_routes.router.routes)
     app.include_router(admin.router, include_in_schema=settings.admin_token is not None)
     http_metrics.instrument(app)
     answer_head_as_get(app)

@@ -325,8 +325,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         print(f"error: invalid settings:\n{exc}", file=sys.stderr)
         return 2
-    if not Path(settings.model_path).exists():
-        print(f"warning: {settings.model_path} does not exist; serving not ready", file=sys.stderr)
+    if not Path(settings.model_path).exists() and not Path(settings.registry).is_dir():
+        print(
+            f"warning: neither {settings.model_path} nor the registry {settings.registry}"
+            " exists; serving not ready",
+            file=sys.stderr,
+        )
     serve(settings)
     return 0
 

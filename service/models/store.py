@@ -26,26 +26,15 @@ from typing import Literal
 from service.models import artifact, registry
 from service.models.artifact import ArtifactError, Verified
 from service.models.loaded import Model
-from service.models.registry import DEFAULT_ALIAS, RegistryError, RegistrySnapshot
+from service.models.registry import DEFAULT_ALIAS, RegistryError, RegistrySnapshot, listing
 from service.models.served_copy import PlannedVersion, ServedCopy, plan_digest
 from service.settings import Settings
 
 log = logging.getLogger("vigil.model")
 
-LISTED = 20  # names listed in a "not found" answer
-
 
 class ModelNotFound(LookupError):
     """An unknown model, version or alias; the message lists what exists (bounded)."""
-
-
-def _listing(items) -> str:
-    items = [str(i) for i in items]
-    if not items:
-        return "none"
-    more = len(items) - LISTED
-    shown = ", ".join(items[:LISTED])
-    return f"{shown} and {more} more" if more > 0 else shown
 
 
 @dataclass(frozen=True)
@@ -80,11 +69,11 @@ class ModelEntry:
         except RegistryError:
             raise ModelNotFound(
                 f"model {self.name!r} has no version {str(number)[:40]!r}; versions:"
-                f" {_listing(sorted(self.versions))}"
+                f" {listing(sorted(self.versions))}"
             ) from None
         model = self.versions.get(n)
         if model is None:
-            loaded = _listing(sorted(self.versions))
+            loaded = listing(sorted(self.versions))
             hint = (
                 " (registered but not loaded: see VIGIL_REGISTRY_LOAD)"
                 if n in self.registered
@@ -101,7 +90,7 @@ class ModelEntry:
         if model is None:
             raise ModelNotFound(
                 f"model {self.name!r} has no alias {alias[:64]!r};"
-                f" aliases: {_listing(sorted(self.aliases))}"
+                f" aliases: {listing(sorted(self.aliases))}"
             )
         return model
 
@@ -122,7 +111,7 @@ class Catalog:
     def model(self, name: str) -> ModelEntry:
         entry = self.models.get(name)
         if entry is None:
-            raise ModelNotFound(f"no model {name[:64]!r}; models: {_listing(sorted(self.models))}")
+            raise ModelNotFound(f"no model {name[:64]!r}; models: {listing(sorted(self.models))}")
         return entry
 
     def not_ready_reason(self) -> str | None:
@@ -134,7 +123,7 @@ class Catalog:
                 return self.error or "no model loaded"
             return (
                 "no default model: set VIGIL_DEFAULT_MODEL to one of"
-                f" {_listing(sorted(self.models))}"
+                f" {listing(sorted(self.models))}"
             )
         entry = self.models.get(self.default_name)
         if entry is None:
@@ -214,7 +203,14 @@ class ModelStore:
             if len(snap):
                 parts.append(snap)
         path = Path(s.model_path)
-        if path.exists() or path.is_symlink() or not parts:
+        in_registry = bool(parts) and s.default_model in parts[0].models
+        if in_registry and path.exists():
+            log.warning(
+                "the registry has a model %r: %s is not served (it would take the same name)",
+                s.default_model,
+                path.name,
+            )
+        elif path.exists() or path.is_symlink() or not parts:
             parts.append(registry.single_artifact(path, s.default_model))
         return registry.combine(*parts)
 
@@ -350,9 +346,9 @@ class ModelStore:
             previous = current.default.version if current.default else None
             try:
                 catalog, planned = self._build(self._snapshot(), current, strict=True)
-                unchanged = catalog.plan_sha256() == current.plan_sha256() and (
-                    current.models.keys() == catalog.models.keys()
-                )
+                unchanged = catalog.plan_sha256() == current.plan_sha256() and {
+                    n: e.registered for n, e in current.models.items()
+                } == {n: e.registered for n, e in catalog.models.items()}
                 if not unchanged:
                     self._publish(catalog, planned)
             except (ArtifactError, RegistryError, OSError, ValueError) as exc:
@@ -454,12 +450,16 @@ def _changes(old: Catalog, new: Catalog) -> tuple[str, ...]:
         a, b = old.models.get(name), new.models.get(name)
         before = {n: m.version for n, m in a.versions.items()} if a else {}
         after = {n: m.version for n, m in b.versions.items()} if b else {}
-        for n in sorted(set(after) - set(before)):
-            lines.append(f"{name}@{n} loaded ({b.versions[n].kind}, {after[n]})")
-        for n in sorted(set(before) - set(after)):
-            lines.append(f"{name}@{n} unloaded")
-        da = a.aliases.get(DEFAULT_ALIAS) if a else None
-        db = b.aliases.get(DEFAULT_ALIAS) if b else None
-        if da != db:
-            lines.append(f"{name}: default {da} -> {db}")
+        for n in sorted(set(after) | set(before)):
+            if n not in before:
+                lines.append(f"{name}@{n} loaded ({b.versions[n].kind}, {after[n]})")
+            elif n not in after:
+                lines.append(f"{name}@{n} unloaded")
+            elif before[n] != after[n]:  # a lone VIGIL_MODEL_PATH file replaced in place
+                lines.append(f"{name}@{n} replaced ({before[n]} -> {after[n]})")
+        aliases_a = dict(a.aliases) if a else {}
+        aliases_b = dict(b.aliases) if b else {}
+        for alias in sorted(set(aliases_a) | set(aliases_b)):
+            if aliases_a.get(alias) != aliases_b.get(alias):
+                lines.append(f"{name}: {alias} {aliases_a.get(alias)} -> {aliases_b.get(alias)}")
     return tuple(lines)
