@@ -67,7 +67,9 @@ def score_row(model: Model, X: np.ndarray, endpoint: str = "prediction") -> tupl
     start = time.perf_counter()
     anomaly, score = model.score_one(X)
     seconds = time.perf_counter() - start
-    telemetry.record_row(model.metrics, endpoint, anomaly, model.percentile_one(score), seconds)
+    telemetry.record_row(
+        model.metrics, endpoint, X, score, anomaly, model.percentile_one(score), seconds
+    )
     return anomaly, score
 
 
@@ -84,6 +86,8 @@ async def score(model: Model, X: np.ndarray, *, endpoint: str, inline_rows: int)
     telemetry.record_scores(
         model.metrics,
         endpoint,
+        X,
+        scores.anomaly_score,
         model.percentile(scores.anomaly_score),
         int(np.count_nonzero(scores.is_anomaly)),
         seconds,

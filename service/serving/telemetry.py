@@ -9,8 +9,13 @@ transport's: ``service.api.http_metrics``.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from prometheus_client import Counter, Gauge, Histogram
+
+from service.drift.binning import SCORE, ModelBins
+from service.drift.reference import validate as validate_reference
 
 # A score's percentile among its model's training scores, in [0, 1]: one bucket set for every
 # kind. Anomalies sit above 1 - contamination (0.9 to 0.98 with the default contaminations).
@@ -72,33 +77,98 @@ MODEL_EXPECTED_ANOMALY_RATIO = Gauge(
     multiprocess_mode="livemax",
 )
 
+# Drift (service.drift): rows per bin of each feature, and of the score (feature "__score__"),
+# against the training share of each bin; the recording rules compute the PSI from these.
+FEATURE_BINS = Counter(
+    "vigil_feature_bin",
+    "Scored rows per bin of each feature (bins at the training deciles); __score__ is the score.",
+    ["model", "version", "feature", "bin"],
+)
+FEATURE_REFERENCE_SHARE = Gauge(
+    "vigil_feature_reference_share",
+    "Share of the training rows in each bin of each feature (and of the score).",
+    ["model", "version", "feature", "bin"],
+    multiprocess_mode="livemax",
+)
+
 ENDPOINTS = ("prediction", "predictions")
 _ROWS = {e: ROWS_PER_REQUEST.labels(endpoint=e) for e in ENDPOINTS}
+
+
+class DriftCounters:
+    """One version's bin counters, per feature and for the score, from its reference."""
+
+    def __init__(self, model: str, version: str, reference: dict[str, Any]) -> None:
+        self.bins = ModelBins(reference)
+        self.features = [
+            [FEATURE_BINS.labels(model, version, name, str(b)) for b in range(n)]
+            for name, n in zip(self.bins.feature_names, self.bins.n_bins, strict=True)
+        ]
+        self.score = [
+            FEATURE_BINS.labels(model, version, SCORE, str(b))
+            for b in range(self.bins.score_n_bins)
+        ]
+        self.shares = [
+            (col["name"], col["shares"]) for col in [*reference["features"], reference["score"]]
+        ]
+
+    def row(self, x: list[float], score: float) -> None:
+        for counters, b in zip(self.features, self.bins.row(x), strict=True):
+            counters[b].inc()
+        self.score[self.bins.score(score)].inc()
+
+    def batch(self, X: np.ndarray, scores: np.ndarray) -> None:
+        per_feature = self.bins.batch_counts(X)
+        for counters, counts in zip(self.features, per_feature, strict=True):
+            _inc_nonzero(counters, counts)
+        _inc_nonzero(self.score, self.bins.score_counts(scores))
+
+
+def _inc_nonzero(counters: list, counts: np.ndarray) -> None:
+    for b in np.flatnonzero(counts):
+        counters[b].inc(int(counts[b]))
 
 
 class ModelMetrics:
     """One loaded version's label children, looked up once at load (``.labels()`` costs about
     a microsecond each). Label values come from the registry, never from a request."""
 
-    def __init__(self, model: str, version: str) -> None:
+    def __init__(self, model: str, version: str, reference: dict[str, Any] | None) -> None:
         self.anomaly = PREDICTIONS.labels(model, version, "anomaly")
         self.normal = PREDICTIONS.labels(model, version, "normal")
         self.percentile = SCORE_PERCENTILE.labels(model, version)
         self.inference = {e: INFERENCE_SECONDS.labels(model, e) for e in ENDPOINTS}
+        # Without a usable reference (an artifact trained without one), drift is unavailable:
+        # no series at all, never zeros that would read as "no drift".
+        self.drift = DriftCounters(model, version, reference) if reference else None
 
 
 def record_row(
-    m: ModelMetrics, endpoint: str, is_anomaly: bool, percentile: float, seconds: float
+    m: ModelMetrics,
+    endpoint: str,
+    x: np.ndarray,
+    score: float,
+    is_anomaly: bool,
+    percentile: float,
+    seconds: float,
 ) -> None:
-    """Count one scored row: the single-row hot path."""
+    """Count one scored row ``x`` (1 x d): the single-row hot path."""
     (m.anomaly if is_anomaly else m.normal).inc()
     m.percentile.observe(percentile)
     m.inference[endpoint].observe(seconds)
     _ROWS[endpoint].observe(1)
+    if m.drift is not None:
+        m.drift.row(x[0].tolist(), score)
 
 
 def record_scores(
-    m: ModelMetrics, endpoint: str, percentiles: np.ndarray, n_anomalies: int, seconds: float
+    m: ModelMetrics,
+    endpoint: str,
+    X: np.ndarray,
+    scores: np.ndarray,
+    percentiles: np.ndarray,
+    n_anomalies: int,
+    seconds: float,
 ) -> None:
     """Count one scored request's rows."""
     n = int(percentiles.shape[0])
@@ -112,6 +182,8 @@ def record_scores(
         observe_many(m.percentile, percentiles)
     m.inference[endpoint].observe(seconds)
     _ROWS[endpoint].observe(n)
+    if m.drift is not None:
+        m.drift.batch(X, scores)
 
 
 def observe_many(histogram: Histogram, values: np.ndarray) -> None:
@@ -129,6 +201,15 @@ def observe_many(histogram: Histogram, values: np.ndarray) -> None:
         histogram._buckets[i].inc(int(counts[i]))
 
 
+def _reference(model) -> dict[str, Any] | None:
+    reference = model.metadata.get("drift_reference")
+    try:
+        validate_reference(reference, model.feature_names)
+    except ValueError:
+        return None
+    return reference
+
+
 def _drop(gauge: Gauge, *labels: str) -> None:
     # Zero first: with several workers, remove() does not reach the worker's file.
     gauge.labels(*labels).set(0)
@@ -143,7 +224,13 @@ def on_swap(old, new) -> None:
     for key, model in new_versions.items():
         version = str(model.number)
         if getattr(model, "metrics", None) is None:
-            model.metrics = ModelMetrics(model.name, version)
+            model.metrics = ModelMetrics(model.name, version, _reference(model))
+            if model.metrics.drift is not None:
+                for feature, shares in model.metrics.drift.shares:
+                    for b, share in enumerate(shares):
+                        FEATURE_REFERENCE_SHARE.labels(model.name, version, feature, str(b)).set(
+                            share
+                        )
         previous = old_versions.get(key)
         if previous is not None and (previous.kind, previous.version) != (
             model.kind,
@@ -161,6 +248,11 @@ def on_swap(old, new) -> None:
             _drop(MODEL_INFO, name, version, model.kind, model.version)
             _drop(MODEL_LOADED_AT, name, version)
             _drop(MODEL_EXPECTED_ANOMALY_RATIO, name, version)
+            drift = getattr(model, "metrics", None) and model.metrics.drift
+            if drift:
+                for feature, shares in drift.shares:
+                    for b in range(len(shares)):
+                        _drop(FEATURE_REFERENCE_SHARE, name, version, feature, str(b))
     old_defaults = {n: e.default for n, e in old.models.items()}
     for name, entry in new.models.items():
         default = entry.default

@@ -18,6 +18,7 @@ from service import __version__
 from service.data.dataset import DataError, load_csv
 from service.detectors import detector
 from service.detectors.detector import MIN_TRAINING_ROWS
+from service.drift import reference as drift_reference
 from service.models import artifact
 from service.models.artifact import ModelArtifact
 
@@ -101,6 +102,7 @@ def train(
     state = detector.fit(kind, X, resolved, seed=seed, progress=progress)
     fit_seconds = state.pop("fit_seconds", None)  # not part of the fit: the version must not vary
     fitted = detector.load(state)
+    reference = drift_reference.build(X, feature_names, fitted.score(X))
     probe = _probe_rows(X)
     state_bytes = artifact.serialize(state)
     metadata: dict[str, Any] = {
@@ -119,6 +121,9 @@ def train(
         # Rows and their scores at training: a loaded model must reproduce them exactly.
         "probe": {"rows": probe.tolist(), "scores": fitted.score(probe).tolist()},
         "info": _jsonable(state.get("info", {})),
+        # Bins of each feature and of the score at the training deciles, and a sample of the
+        # training rows: what serving counts drift against (service.drift).
+        "drift_reference": reference,
         "library_versions": _library_versions(kind),
         "vigil_version": __version__,
     }
