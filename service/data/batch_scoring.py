@@ -17,17 +17,14 @@ half-written output.
 from __future__ import annotations
 
 import csv
-import os
-import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
 
 import numpy as np
 
+from service.data.atomic import atomic_file
 from service.data.csvfile import CsvFile, DataError, is_blank
 from service.data.dataset import default_max_line_bytes, list_names, parse_number
 from service.models.loaded import Model
@@ -109,7 +106,7 @@ def score_csv(
 
     with CsvFile(in_path, max_line_bytes) as source:
         chunks = _ChunkReader(source, model.feature_names, chunk_rows, fail)
-        with _atomic_text_file(out_path) as out:
+        with atomic_file(out_path, text=True) as out:
             writer = csv.writer(out, lineterminator="\n")
             writer.writerow([*chunks.header, *RESULT_COLUMNS])
             while records := chunks.read():
@@ -217,22 +214,6 @@ class _ChunkReader:
             except ValueError as exc:
                 raise ValueError(f"column {name!r}: {exc}") from None
         return values
-
-
-@contextmanager
-def _atomic_text_file(path: Path) -> Iterator[TextIO]:
-    """A text file that appears at ``path`` only once it is completely written."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
 
 
 class ProgressBar:

@@ -14,13 +14,14 @@ import io
 import json
 import os
 import stat
-import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import joblib
+
+from service.data.atomic import atomic_write
 
 FORMAT_VERSION = 2
 """2: any detector kind's state. Format 1 (IsolationForest only, before the registry) is
@@ -114,22 +115,6 @@ def file_sha256(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def atomic_write(path: Path, write) -> None:
-    """Write ``path`` through ``write(fh)`` into a temp file beside it, fsync, then rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp_name, 0o644)
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
 
 
 def save(artifact: ModelArtifact, path: str | Path) -> Path:

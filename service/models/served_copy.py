@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from service.data.atomic import atomic_write_bytes
 from service.models.artifact import Verified, manifest_path
 
 PLAN = "plan.json"
@@ -121,9 +122,9 @@ class ServedCopy:
             )
         body = {"versions": entries, "aliases": aliases}
         digest = plan_digest([(e["model"], e["number"], e["sha256"]) for e in entries], aliases)
-        tmp = self.root / f".{PLAN}.new"
-        tmp.write_text(json.dumps({**body, "sha256": digest}, sort_keys=True))
-        os.replace(tmp, self.root / PLAN)
+        atomic_write_bytes(
+            self.root / PLAN, json.dumps({**body, "sha256": digest}, sort_keys=True).encode()
+        )
         for old in self.root.iterdir():  # nobody reads them: readers hold the lock
             if old.is_dir() and not old.is_symlink() and old.name not in keep:
                 shutil.rmtree(old, ignore_errors=True)
