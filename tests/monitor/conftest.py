@@ -148,7 +148,7 @@ SENSORS = "sensors"
 SENSORS_KIND = "ecod"
 SENSORS_DEFAULT = "2"
 # A model whose only (default) version is a truncated file: it never loads.
-BROKEN = "broken"
+BROKEN = "pumps"
 
 
 @pytest.fixture(scope="session")
@@ -161,7 +161,7 @@ def sensors_versions(data_dir) -> list[ModelArtifact]:
 
 
 def build_registry(root: Path, sensors: list[ModelArtifact], *, broken: bool = False) -> Path:
-    """A registry holding `sensors` (its last version promoted to default), and `broken`."""
+    """A registry holding `sensors` (its last version promoted to default), and `pumps`."""
     registry = Registry(root)
     for number, model in enumerate(sensors, 1):
         registry.register(SENSORS, lambda p, m=model: artifact.save(m, p), promote=True)
@@ -226,7 +226,7 @@ def monitor_stack(
     not_ready_server,
 ) -> Iterator[localstack.Stack]:
     """The whole stack, its service serving `default` and both versions of `sensors` (and
-    failing to load `broken`), also scraping the model-less instance (a source of real 5xx)."""
+    failing to load `pumps`), also scraping the model-less instance (a source of real 5xx)."""
     root = tmp_path_factory.mktemp("stack")
     opts = fast_options(
         root,
@@ -252,6 +252,19 @@ def prom_query(stack: localstack.Stack, expr: str) -> list[dict]:
     body = r.json()
     assert r.status_code == 200 and body["status"] == "success", f"{expr}: {body}"
     return body["data"]["result"]
+
+
+def eventually(check: Callable[[], None], timeout: float = 30) -> None:
+    """Retry an assertion until it holds (new samples take a scrape and an evaluation)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            check()
+            return
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1)
 
 
 NORMAL = [0.0, 0.1]

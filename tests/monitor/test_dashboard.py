@@ -23,6 +23,7 @@ from tests.monitor.conftest import (
     SENSORS_DEFAULT,
     SENSORS_KIND,
     drive_traffic,
+    eventually,
     prom_query,
 )
 from tests.monitor.dashboard import (
@@ -338,7 +339,7 @@ def finite(result: list[dict]) -> bool:
     return any(math.isfinite(float(sample["value"][1])) for sample in result)
 
 
-# The models the live stack's service serves (`broken` never loads).
+# The models the live stack's service serves (`pumps` never loads).
 MODELS = ("default", SENSORS)
 
 
@@ -376,19 +377,6 @@ def test_every_panel_query_returns_data(monitor_stack, not_ready_server):
         f"  {name} (model {model}): {substitute(expr, model=model)}"
         for (name, model), expr in pending.items()
     )
-
-
-def eventually(check, timeout: float = 30) -> None:
-    """Retry an assertion until it holds (new samples take a scrape and an evaluation)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            check()
-            return
-        except AssertionError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(1)
 
 
 def by_labels(result: list[dict], *names: str) -> dict[tuple[str, ...], float]:
