@@ -31,15 +31,21 @@ def queries() -> list[tuple[str, str]]:
     ]
 
 
-def substitute(expr: str, rate_interval: str = "1m", interval: str = "15s") -> str:
-    """What Grafana sends: its built-in and dashboard variables replaced."""
+ALL = ".*"  # the instance and model variables' "All" (their allValue)
+
+
+def substitute(
+    expr: str, rate_interval: str = "1m", interval: str = "15s", model: str = ALL
+) -> str:
+    """What Grafana sends: its built-in and dashboard variables replaced; ``model`` is the
+    model variable's value (one model's name, as Grafana puts a single selection)."""
     values = {
         "__rate_interval": rate_interval,
         "__interval": interval,
         "__range": "1h",
         "job": "vigil",
-        "instance": ".*",  # the instance variable's "All" (allValue)
-        "model": ".*",  # the model variable's "All" (allValue)
+        "instance": ALL,
+        "model": model,
     }
 
     def value(m: re.Match) -> str:

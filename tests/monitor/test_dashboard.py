@@ -1,7 +1,8 @@
 """The Grafana dashboard: its JSON checked structurally; the model panels' queries run by
 promtool on series shaped as the metric contract (two models, two versions); and every panel's
-every query run, with Grafana's variables substituted, against a real Prometheus that scraped
-a real service under real traffic (including 4xx, 5xx and anomalies). Grafana itself is not
+every query run, with Grafana's variables substituted (the model variable as All and as each
+model), against a real Prometheus that scraped a real service serving two models of two kinds
+under real traffic to both (including 4xx, 5xx and anomalies). Grafana itself is not
 needed."""
 
 from __future__ import annotations
@@ -16,8 +17,17 @@ import requests
 import yaml
 
 from monitor import localstack
-from tests.monitor.conftest import drive_traffic, prom_query
+from tests.monitor.conftest import (
+    BROKEN,
+    SENSORS,
+    SENSORS_DEFAULT,
+    SENSORS_KIND,
+    drive_traffic,
+    eventually,
+    prom_query,
+)
 from tests.monitor.dashboard import (
+    ALL,
     DASHBOARD,
     GRAFANA,
     all_panels,
@@ -329,49 +339,57 @@ def finite(result: list[dict]) -> bool:
     return any(math.isfinite(float(sample["value"][1])) for sample in result)
 
 
+# The models the live stack's service serves (`pumps` never loads).
+MODELS = ("default", SENSORS)
+
+
 @pytest.mark.slow
 def test_every_panel_query_returns_data(monitor_stack, not_ready_server):
+    """Every query returns data with the model variable at All, and with it set to each
+    model; then the series of a model metric are that model's only (the firing alerts panel
+    lists every alert whatever the model)."""
     drive_traffic(monitor_stack.backend_url("vigil"), not_ready_server.url)
-    pending = dict(queries())
+    pending = {(name, model): expr for name, expr in queries() for model in (ALL, *MODELS)}
     pending.update(
         {
-            "variable job": 'count by (job) (vigil_model_ready{job="vigil"})',
-            "variable instance": 'count by (instance) (vigil_model_ready{job="vigil"})',
-            "variable model": 'count by (model) (vigil_model_info{job="vigil"})',
+            ("variable job", ALL): 'count by (job) (vigil_model_ready{job="vigil"})',
+            ("variable instance", ALL): 'count by (instance) (vigil_model_ready{job="vigil"})',
+            ("variable model", ALL): 'count by (model) (vigil_model_info{job="vigil"})',
         }
     )
     # Bounded wait: the last scrape and rule evaluation, and VigilNotReady's 2 s `for:`, take
     # a few seconds after the traffic. Every query must return at least one finite value.
     deadline = time.monotonic() + 60
     while pending and time.monotonic() < deadline:
-        for name, expr in list(pending.items()):
-            if finite(prom_query(monitor_stack, substitute(expr))):
-                del pending[name]
+        for (name, model), expr in list(pending.items()):
+            result = prom_query(monitor_stack, substitute(expr, model=model))
+            if not finite(result):
+                continue
+            if model != ALL and not expr.startswith("ALERTS"):
+                shown = {s["metric"].get("model", model) for s in result}
+                assert shown == {model}, f"{name} for model {model} shows {shown}"
+            del pending[(name, model)]
         if pending:
             time.sleep(1)
     assert not pending, "queries without data:\n" + "\n".join(
-        f"  {name}: {substitute(expr)}" for name, expr in pending.items()
+        f"  {name} (model {model}): {substitute(expr, model=model)}"
+        for (name, model), expr in pending.items()
     )
 
 
-def eventually(check, timeout: float = 30) -> None:
-    """Retry an assertion until it holds (new samples take a scrape and an evaluation)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            check()
-            return
-        except AssertionError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(1)
+def by_labels(result: list[dict], *names: str) -> dict[tuple[str, ...], float]:
+    """{(label values...): value} of an instant query's samples."""
+    return {tuple(s["metric"].get(n, "") for n in names): float(s["value"][1]) for s in result}
 
 
 @pytest.mark.slow
 def test_the_data_shows_the_traffic(monitor_stack, not_ready_server):
-    """Not just any data: the errors, anomalies and the model-less instance are visible."""
+    """Not just any data: the errors, each model's anomalies and versions, the broken model
+    and the model-less instance are visible, each under its own name."""
     drive_traffic(monitor_stack.backend_url("vigil"), not_ready_server.url, rounds=2)
     q = {name: substitute(expr) for name, expr in queries()}
+    main = f"127.0.0.1:{monitor_stack.ports['vigil']}"
+    model_less = f"127.0.0.1:{not_ready_server.port}"
 
     def value(expr: str, **labels: str) -> float:
         for sample in prom_query(monitor_stack, expr):
@@ -379,24 +397,48 @@ def test_the_data_shows_the_traffic(monitor_stack, not_ready_server):
                 return float(sample["value"][1])
         raise AssertionError(f"no sample with {labels} for {expr}")
 
-    def values(expr: str) -> list[float]:
-        return [float(sample["value"][1]) for sample in prom_query(monitor_stack, expr)]
-
     def check() -> None:
         assert value(q["Error ratio [A]"]) > 0  # 5xx
         assert value(q["Error ratio [B]"]) > 0  # 4xx
-        assert value(q["Predictions by outcome [A]"], outcome="anomaly") > 0
-        assert value(q["Predictions by outcome [A]"], outcome="normal") > 0
-        # Traffic to two models shows as two models, each under its own name.
-        outcomes = prom_query(monitor_stack, q["Predictions by outcome [A]"])
-        assert len({s["metric"]["model"] for s in outcomes}) >= 2
-        assert any(0 < v < 1 for v in values(q["Anomaly rate vs expected [A]"]))
-        assert {0.0, 1.0} <= set(values(q["Ready per model [A]"]))
+        # Both models scored rows, normal and anomalous, each under its own name.
+        outcomes = by_labels(prom_query(monitor_stack, q["Predictions by outcome [A]"]),
+                             "model", "outcome")  # fmt: skip
+        for model in MODELS:
+            assert outcomes.get((model, "anomaly"), 0) > 0, (model, outcomes)
+            assert outcomes.get((model, "normal"), 0) > 0, (model, outcomes)
+        # Each version's anomaly share is the traffic's: 35 of every 170 rows, 2 of 10.
+        ratios = by_labels(prom_query(monitor_stack, q["Anomaly rate vs expected [A]"]),
+                           "model", "version")  # fmt: skip
+        assert ratios.keys() == {("default", "1"), (SENSORS, "1"), (SENSORS, "2")}, ratios
+        assert ratios[("default", "1")] == pytest.approx(35 / 170, abs=0.03)
+        assert ratios[(SENSORS, "2")] == pytest.approx(35 / 170, abs=0.03)
+        assert ratios[(SENSORS, "1")] == pytest.approx(0.2, abs=0.03)
+        versions = by_labels(prom_query(monitor_stack, q["Model versions [A]"]),
+                             "model", "version", "kind")  # fmt: skip
+        assert versions == {
+            ("default", "1", "iforest"): 1,
+            (SENSORS, "1", SENSORS_KIND): 1,
+            (SENSORS, SENSORS_DEFAULT, SENSORS_KIND): 1,
+        }
+        defaults = by_labels(prom_query(monitor_stack, q["Default version per model [A]"]),
+                             "model", "version")  # fmt: skip
+        assert defaults == {("default", "1"): 1, (SENSORS, SENSORS_DEFAULT): 1}
+        ready = by_labels(prom_query(monitor_stack, q["Ready per model [A]"]), "instance", "model")
+        assert ready == {
+            (main, "default"): 1,
+            (main, SENSORS): 1,
+            (main, BROKEN): 0,
+            (model_less, "default"): 0,
+        }
         rates = prom_query(monitor_stack, q["Request rate by endpoint [A]"])
         handlers = {s["metric"]["handler"] for s in rates if float(s["value"][1]) > 0}
-        assert {"/prediction", "/predictions", "/model_information"} <= handlers
+        assert {"/prediction", "/predictions", "/model_information", "/models/{name}",
+                "/models/{name}/prediction", "/models/{name}/predictions",
+                "/models/{name}/versions/{version}/predictions"} <= handlers  # fmt: skip
 
     eventually(check)
+    # A model name from a request (404: no model "nope") never becomes a label value.
+    assert prom_query(monitor_stack, '{model="nope"}') == []
 
 
 @pytest.mark.slow
@@ -404,8 +446,9 @@ def test_real_errors_and_anomalies_fire_alerts_that_reach_the_webhook(
     monitor_stack, not_ready_server, webhook
 ):
     """503s from the model-less instance burn the error budget; 20% anomalies on over 500
-    rows are far above the model's expected rate. Each alert goes through Alertmanager, but
-    the slow burn, inhibited by the fast one, is not sent."""
+    rows are far above each model's expected rate, so each model's default version alerts
+    (sensors version 1, on under 500 rows, does not). Each alert goes through Alertmanager,
+    but the slow burn, inhibited by the fast one, is not sent."""
     for _ in range(2):
         drive_traffic(monitor_stack.backend_url("vigil"), not_ready_server.url, rounds=2)
     sent = {"VigilNotReady", "VigilErrorBudgetBurnFast", "VigilAnomalyRateHigh"}
@@ -413,14 +456,31 @@ def test_real_errors_and_anomalies_fire_alerts_that_reach_the_webhook(
     def firing() -> None:
         result = prom_query(monitor_stack, 'ALERTS{alertstate="firing"}')
         assert sent | {"VigilErrorBudgetBurnSlow"} <= {a["metric"]["alertname"] for a in result}
+        anomalous = {(a["metric"]["model"], a["metric"]["version"]) for a in result
+                     if a["metric"]["alertname"] == "VigilAnomalyRateHigh"}  # fmt: skip
+        assert anomalous == {("default", "1"), (SENSORS, SENSORS_DEFAULT)}
 
     eventually(firing)
     for name in sent:
         alert = webhook.wait_for_alert(lambda a, n=name: a["labels"]["alertname"] == n, 30)
         assert alert["status"] == "firing"
         assert alert["annotations"]["runbook_url"].startswith("docs/runbook.md#")
-    not_ready = webhook.wait_for_alert(lambda a: a["labels"]["alertname"] == "VigilNotReady", 1)
-    assert not_ready["labels"]["instance"] == f"127.0.0.1:{not_ready_server.port}"
+    for model, version in (("default", "1"), (SENSORS, SENSORS_DEFAULT)):
+        alert = webhook.wait_for_alert(
+            lambda a, m=model: (
+                a["labels"]["alertname"] == "VigilAnomalyRateHigh" and a["labels"]["model"] == m
+            ),
+            30,
+        )
+        assert alert["labels"]["version"] == version
+        assert f"model {model} version {version}" in alert["annotations"]["summary"]
+    model_less = f"127.0.0.1:{not_ready_server.port}"
+    webhook.wait_for_alert(
+        lambda a: (
+            a["labels"]["alertname"] == "VigilNotReady" and a["labels"]["instance"] == model_less
+        ),
+        30,
+    )
     r = requests.get(
         monitor_stack.backend_url("alertmanager") + "/api/v2/alerts",
         headers=monitor_stack.backend_auth("alertmanager"),
