@@ -308,6 +308,7 @@ def test_the_overlay_provides_the_datasource_the_dashboard_asks_for():
 # --- the manifests' paths on a running service ----------------------------------------------
 
 
+@pytest.mark.slow
 def test_probe_and_scrape_paths_answer_on_a_running_service(live_server):
     docs = list(rendered(KUSTOMIZATIONS["base"]))
     main = container(docs)
