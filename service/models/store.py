@@ -360,6 +360,13 @@ class ModelStore:
                 log.error("reload refused, still serving %s: %s", previous, exc)
                 self._count("refused")
                 return ReloadOutcome("refused", previous, previous, reason)
+            if unchanged and catalog.default_name is not None and catalog.default is None:
+                # Nothing new, and the default model still fails its checks: that is no
+                # success for whoever asked (a 409 with the reason, as before the registry).
+                reason = catalog.not_ready_reason()
+                log.error("reload refused, still not ready: %s", reason)
+                self._count("refused")
+                return ReloadOutcome("refused", previous, previous, reason)
             if unchanged:
                 self._count("unchanged")
                 return ReloadOutcome("unchanged", previous, previous)
