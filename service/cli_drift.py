@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from service.models.artifact import ArtifactError
 from service.data.dataset import DataError, load_csv
+from service.models.artifact import ArtifactError
 
 REFERENCE_KEY = "drift_reference"
 """Where the artifact's metadata holds the reference sketch."""
@@ -68,8 +68,8 @@ def _columns(X, names: list[str], wanted: list[str], path: str):
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from service.models import artifact
     from service.drift import offline
+    from service.models import artifact
     from service.models.loaded import Model
 
     exclude = tuple(args.exclude)

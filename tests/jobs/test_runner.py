@@ -11,9 +11,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from service.models.artifact import load
 from service.jobs.runner import Runner
 from service.jobs.store import INTERRUPTED, JobStore
+from service.models.artifact import load
 from service.models.registry import Registry
 from tests.jobs import trainers
 from tests.jobs.conftest import pid_alive, wait_file, wait_gone, wait_status
@@ -77,7 +77,7 @@ def test_a_bad_csv_fails_the_job_with_line_and_column_and_no_server_path(
     )
     failed = wait_status(store, job.id, "succeeded", "failed")
     assert failed.status == "failed"
-    assert failed.error == "mine.csv, line 6: column 'sd' is not numeric ('oops')"
+    assert failed.error == "mine.csv, line 6, column 'sd': 'oops' is not numeric"
     assert str(store.dir) not in failed.error
 
 
