@@ -465,6 +465,9 @@ def _changes(old: Catalog, new: Catalog) -> tuple[str, ...]:
             lines.append(f"{name}@{n} loaded ({b.versions[n].kind}, {after[n]})")
         for n in sorted(set(before) - set(after)):
             lines.append(f"{name}@{n} unloaded")
+        for n in sorted(set(before) & set(after)):
+            if before[n] != after[n]:  # a VIGIL_MODEL_PATH file replaced in place
+                lines.append(f"{name}@{n} replaced ({before[n]} -> {after[n]})")
         da = a.aliases.get(DEFAULT_ALIAS) if a else None
         db = b.aliases.get(DEFAULT_ALIAS) if b else None
         if da != db:
