@@ -456,3 +456,18 @@ def test_a_refused_registry_change_keeps_the_old_catalog_serving(tmp_path, train
         assert after == before + 1
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("name", ["sensors", "lofs", "ecods"])
+def test_rows_far_beyond_the_training_data_are_anomalies_not_errors(server, name):
+    """Distances between such rows and the training rows overflow float64 (LOF's neighbour
+    search then finds no neighbour): still an answer, and an anomaly."""
+    rows = [[1e200, 1e200], [-1e308, 1e308], [1.7e308, 0.0]]
+    batch = post(server.url, f"/models/{name}/predictions", rows)
+    assert batch.status_code == 200, batch.text
+    assert [p["is_anomaly"] for p in batch.json()["predictions"]] == [True, True, True]
+    for row, answer in zip(rows, batch.json()["predictions"], strict=True):
+        single = post(server.url, f"/models/{name}/prediction", row)
+        assert single.status_code == 200, single.text
+        assert single.json()["is_anomaly"] is True
+        assert single.json()["anomaly_score"] == answer["anomaly_score"]
