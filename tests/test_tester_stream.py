@@ -259,7 +259,7 @@ def replay(data_path, features, *, rate, duration, injections, columns, share, s
 
 @pytest.mark.slow
 def test_stream_with_injection_reports_exactly_what_the_model_flags(
-    live_server, data_dir, model_path
+    live_server, data_dir, model_path, reference
 ):
     opts = dict(rate=40, duration=1.5, columns=["sd"], share=0.5, seed=5)
     injections = ["step:0.5:0.5:8", "offline:1:0.25"]
@@ -272,7 +272,7 @@ def test_stream_with_injection_reports_exactly_what_the_model_flags(
     out = proc.stdout
     assert "seed 5" in out and "step from 0.5 s to 1 s" in out
 
-    est = artifact.load(model_path).estimator()
+    est = reference
     features = artifact.load(model_path).metadata["feature_names"]
     X, injected, labels = replay(data_dir / "test.csv", features, injections=injections, **opts)
     flags = est.predict(X) == -1
@@ -296,9 +296,9 @@ def test_stream_with_injection_reports_exactly_what_the_model_flags(
 
 
 @pytest.mark.slow
-def test_batches_go_through_predictions(live_server, data_dir, model_path):
+def test_batches_go_through_predictions(live_server, data_dir, reference):
     ds = load_csv(data_dir / "test.csv", label_column="label")
-    flagged = int((artifact.load(model_path).estimator().predict(ds.X) == -1).sum())
+    flagged = int((reference.predict(ds.X) == -1).sum())
     proc = run_tester(
         "--url", live_server.url, "--data", str(data_dir / "test.csv"), "--batch", "64",
     )  # fmt: skip

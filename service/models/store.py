@@ -356,6 +356,13 @@ class ModelStore:
                 log.error("reload refused, still serving %s: %s", previous, exc)
                 self._count("refused")
                 return ReloadOutcome("refused", previous, previous, reason)
+            if unchanged and catalog.default_name is not None and catalog.default is None:
+                # Nothing new, and the default model still fails its checks: that is no
+                # success for whoever asked (a 409 with the reason, as before the registry).
+                reason = catalog.not_ready_reason()
+                log.error("reload refused, still not ready: %s", reason)
+                self._count("refused")
+                return ReloadOutcome("refused", previous, previous, reason)
             if unchanged:
                 self._count("unchanged")
                 return ReloadOutcome("unchanged", previous, previous)
@@ -450,6 +457,7 @@ def _changes(old: Catalog, new: Catalog) -> tuple[str, ...]:
         a, b = old.models.get(name), new.models.get(name)
         before = {n: m.version for n, m in a.versions.items()} if a else {}
         after = {n: m.version for n, m in b.versions.items()} if b else {}
+<<<<<<< HEAD
         for n in sorted(set(after) | set(before)):
             if n not in before:
                 lines.append(f"{name}@{n} loaded ({b.versions[n].kind}, {after[n]})")
@@ -462,4 +470,17 @@ def _changes(old: Catalog, new: Catalog) -> tuple[str, ...]:
         for alias in sorted(set(aliases_a) | set(aliases_b)):
             if aliases_a.get(alias) != aliases_b.get(alias):
                 lines.append(f"{name}: {alias} {aliases_a.get(alias)} -> {aliases_b.get(alias)}")
+=======
+        for n in sorted(set(after) - set(before)):
+            lines.append(f"{name}@{n} loaded ({b.versions[n].kind}, {after[n]})")
+        for n in sorted(set(before) - set(after)):
+            lines.append(f"{name}@{n} unloaded")
+        for n in sorted(set(before) & set(after)):
+            if before[n] != after[n]:  # a VIGIL_MODEL_PATH file replaced in place
+                lines.append(f"{name}@{n} replaced ({before[n]} -> {after[n]})")
+        da = a.aliases.get(DEFAULT_ALIAS) if a else None
+        db = b.aliases.get(DEFAULT_ALIAS) if b else None
+        if da != db:
+            lines.append(f"{name}: default {da} -> {db}")
+>>>>>>> h-tests10
     return tuple(lines)

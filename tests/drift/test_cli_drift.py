@@ -36,7 +36,7 @@ def with_reference(tmp_path_factory, model_path, train) -> Path:
     scores = Model(art).score(train.X).anomaly_score
     meta = dict(art.metadata, drift_reference=reference.build(train.X, train.feature_names, scores))
     out = tmp_path_factory.mktemp("drift-model") / "model.joblib"
-    artifact.save(artifact.ModelArtifact(meta, art.forest, art.estimator_bytes), out)
+    artifact.save(artifact.ModelArtifact(meta, art.state_bytes), out)
     return out
 
 

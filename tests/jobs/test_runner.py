@@ -77,7 +77,7 @@ def test_a_bad_csv_fails_the_job_with_line_and_column_and_no_server_path(
     )
     failed = wait_status(store, job.id, "succeeded", "failed")
     assert failed.status == "failed"
-    assert failed.error == "mine.csv, line 6: column 'sd' is not numeric ('oops')"
+    assert failed.error == "mine.csv, line 6, column 'sd': 'oops' is not numeric"
     assert str(store.dir) not in failed.error
 
 

@@ -22,11 +22,11 @@ def model(model_path) -> Model:
     return Model(artifact.load(model_path), source=model_path)
 
 
-def test_metrics_on_the_sample_labelled_data(model, data_dir):
+def test_metrics_on_the_sample_labelled_data(model, data_dir, reference):
     ds = load_csv(data_dir / "test.csv", label_column="label")
     ev = evaluation.evaluate(model, ds.X, ds.labels)
 
-    est = model.artifact.estimator()
+    est = reference
     flags = est.predict(ds.X) == -1
     scores = -est.score_samples(ds.X)
     y = ds.labels
