@@ -457,7 +457,6 @@ def _changes(old: Catalog, new: Catalog) -> tuple[str, ...]:
         a, b = old.models.get(name), new.models.get(name)
         before = {n: m.version for n, m in a.versions.items()} if a else {}
         after = {n: m.version for n, m in b.versions.items()} if b else {}
-<<<<<<< HEAD
         for n in sorted(set(after) | set(before)):
             if n not in before:
                 lines.append(f"{name}@{n} loaded ({b.versions[n].kind}, {after[n]})")
@@ -470,17 +469,4 @@ def _changes(old: Catalog, new: Catalog) -> tuple[str, ...]:
         for alias in sorted(set(aliases_a) | set(aliases_b)):
             if aliases_a.get(alias) != aliases_b.get(alias):
                 lines.append(f"{name}: {alias} {aliases_a.get(alias)} -> {aliases_b.get(alias)}")
-=======
-        for n in sorted(set(after) - set(before)):
-            lines.append(f"{name}@{n} loaded ({b.versions[n].kind}, {after[n]})")
-        for n in sorted(set(before) - set(after)):
-            lines.append(f"{name}@{n} unloaded")
-        for n in sorted(set(before) & set(after)):
-            if before[n] != after[n]:  # a VIGIL_MODEL_PATH file replaced in place
-                lines.append(f"{name}@{n} replaced ({before[n]} -> {after[n]})")
-        da = a.aliases.get(DEFAULT_ALIAS) if a else None
-        db = b.aliases.get(DEFAULT_ALIAS) if b else None
-        if da != db:
-            lines.append(f"{name}: default {da} -> {db}")
->>>>>>> h-tests10
     return tuple(lines)
