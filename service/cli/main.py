@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from service import __version__
+from service.cli.common import load_model, settings_value
 
 
 def _max_samples(value: str) -> int | float | str:
@@ -174,6 +175,15 @@ def build_parser() -> argparse.ArgumentParser:
         description=compare_cli.__doc__,
     )
     compare_cli.add_arguments(k)
+
+    from service.cli import drift as drift_cli
+
+    d = sub.add_parser(
+        "drift",
+        help="drift of a CSV's rows against a model's training data (PSI, KS, Wasserstein)",
+        description=drift_cli.__doc__,
+    )
+    drift_cli.add_arguments(d)
     return p
 
 
@@ -266,7 +276,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             progress=progress,
         )
         if args.name:
-            root = args.registry or _settings_value("registry")
+            root = args.registry or settings_value("registry")
             target = str(root)
             info = Registry(root).register(
                 args.name, lambda path: artifact.save(model, path), promote=args.promote
@@ -295,13 +305,6 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"saved {args.out} and {args.out}.json")
     print(json.dumps(meta["training_scores"]))
     return 0
-
-
-def _settings_value(name: str):
-    """One setting as the service would read it (VIGIL_* variables, defaults)."""
-    from service.settings import Settings
-
-    return getattr(Settings(), name)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -335,23 +338,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_model(spec: str):
-    """A model by artifact path, or by ``NAME``, ``NAME@VERSION`` or ``NAME@ALIAS`` in the
-    registry (VIGIL_REGISTRY)."""
-    from service.models import artifact, registry
-    from service.models.loaded import Model
-
-    path = Path(spec)
-    if path.is_file() or "/" in spec or spec.endswith(".joblib"):
-        return Model(artifact.load(path), source=path)
-    name, _, at = spec.partition("@")
-    info = registry.Registry(_settings_value("registry")).model(name)
-    version = (info.version(at) if at.isdigit() else info.alias(at)) if at else info.default
-    if version is None:
-        raise ValueError(f"model {name!r} has no default version")
-    return Model(artifact.load(version.path), source=version.path, name=name, number=version.number)
-
-
 def cmd_score(args: argparse.Namespace) -> int:
     from service.data.batch_scoring import ProgressBar, score_csv
     from service.data.dataset import DataError
@@ -359,7 +345,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 
     try:
         limit = _csv_line_limit()
-        model = _load_model(args.model)
+        model = load_model(args.model)
     except (ArtifactError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -412,7 +398,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     try:
         limit = _csv_line_limit()
-        model = _load_model(args.model)
+        model = load_model(args.model)
         X, labels = evaluation.load_labelled(
             args.data, args.label_column, model.feature_names, max_line_bytes=limit
         )
@@ -454,6 +440,7 @@ def main(argv: list[str] | None = None) -> int:
         "evaluate": cmd_evaluate,
         "models": _cmd_models,
         "compare": _cmd_compare,
+        "drift": _cmd_drift,
     }
     return handler[args.command](args)
 
@@ -468,3 +455,9 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     from service.cli import compare as compare_cli
 
     return compare_cli.run(args)
+
+
+def _cmd_drift(args: argparse.Namespace) -> int:
+    from service.cli import drift as drift_cli
+
+    return drift_cli.run(args)

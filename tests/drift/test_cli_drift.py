@@ -1,4 +1,4 @@
-"""python -m service.cli_drift: the table, the exit status, a stored or an on-the-fly
+"""python -m service drift: the table, the exit status, a stored or an on-the-fly
 reference, and the errors."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from service import cli_drift
+from service.cli import drift as cli_drift
 from service.data.dataset import load_csv
 from service.drift import reference
 from service.models import artifact
@@ -30,12 +30,20 @@ def train(data_dir):
 
 
 @pytest.fixture(scope="module")
-def with_reference(tmp_path_factory, model_path, train) -> Path:
-    """The session's model with a reference sketch stored, as training will write it."""
+def with_reference(model_path, train) -> Path:
+    """The session's model: training stores the reference sketch, from its rows and scores."""
     art = artifact.load(model_path)
     scores = Model(art).score(train.X).anomaly_score
-    meta = dict(art.metadata, drift_reference=reference.build(train.X, train.feature_names, scores))
-    out = tmp_path_factory.mktemp("drift-model") / "model.joblib"
+    assert art.metadata["drift_reference"] == reference.build(train.X, train.feature_names, scores)
+    return model_path
+
+
+@pytest.fixture(scope="module")
+def without_reference(tmp_path_factory, model_path) -> Path:
+    """The session's model as a model trained before drift sketches would be stored."""
+    art = artifact.load(model_path)
+    meta = {k: v for k, v in art.metadata.items() if k != "drift_reference"}
+    out = tmp_path_factory.mktemp("no-reference") / "model.joblib"
     artifact.save(artifact.ModelArtifact(meta, art.state_bytes), out)
     return out
 
@@ -74,19 +82,20 @@ def test_a_drifted_feature_is_flagged_and_exits_1(capsys, with_reference, drifte
 
 
 def test_a_reference_built_from_the_training_csv_matches_the_stored_one(
-    capsys, model_path, with_reference, drifted, data_dir
+    capsys, without_reference, with_reference, drifted, data_dir
 ):
     _, stored, _ = run(capsys, "--data", drifted, "--model", with_reference)
     code, built, _ = run(
         capsys,
-        "--data", drifted, "--model", model_path, "--reference-data", data_dir / "train.csv",
+        "--data", drifted, "--model", without_reference,
+        "--reference-data", data_dir / "train.csv",
     )  # fmt: skip
     assert code == 1
     assert built.splitlines()[1:] == stored.splitlines()[1:]
 
 
-def test_a_model_without_a_reference_is_refused_with_what_to_do(capsys, model_path, drifted):
-    code, out, err = run(capsys, "--data", drifted, "--model", model_path)
+def test_a_model_without_a_reference_is_refused_with_what_to_do(capsys, without_reference, drifted):
+    code, out, err = run(capsys, "--data", drifted, "--model", without_reference)
     assert code == 2 and out == ""
     assert "no drift reference" in err and "--reference-data" in err
 
@@ -103,7 +112,7 @@ def test_unusable_data_or_model_exit_2_naming_the_problem(capsys, with_reference
 
 def test_it_runs_as_a_module(with_reference, drifted):
     proc = subprocess.run(
-        [sys.executable, "-m", "service.cli_drift", "--data", str(drifted), "--model",
+        [sys.executable, "-m", "service", "drift", "--data", str(drifted), "--model",
          str(with_reference)],
         capture_output=True, text=True, timeout=120, cwd=REPO, check=False,
     )  # fmt: skip

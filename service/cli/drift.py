@@ -1,5 +1,6 @@
-"""``python -m service.cli_drift --data CSV --model ARTIFACT``: offline drift of a CSV's rows
-against a model's reference sketch (PSI, KS, Wasserstein per feature and for the score).
+"""``python -m service drift --data CSV --model NAME[@VERSION]|ARTIFACT``: offline drift of a
+CSV's rows against a model's reference sketch (PSI, KS, Wasserstein per feature and for the
+score), with the same bins and PSI formula as the recording rules.
 
 Exit status: 0 when no feature and not the score drifted (PSI <= 0.2), 1 when any did, 2 when
 the data, the model or its reference cannot be used. A model trained before drift sketches
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
 from service.data.dataset import DataError, load_csv
@@ -20,13 +20,11 @@ REFERENCE_KEY = "drift_reference"
 """Where the artifact's metadata holds the reference sketch."""
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m service.cli_drift",
-        description="Drift of a CSV's rows against a model's training data (PSI, KS, Wasserstein)",
-    )
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="CSV of the rows to check (header: features)")
-    p.add_argument("--model", required=True, help="model artifact (model.joblib)")
+    p.add_argument(
+        "--model", required=True, help="NAME[@VERSION] in the registry, or an artifact path"
+    )
     p.add_argument(
         "--reference-data",
         help="training CSV to build the reference from when the model has none stored",
@@ -38,6 +36,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="a column of --data to skip, such as a non-numeric label (repeatable)",
     )
     p.add_argument("--plot", help="save each column's bin shares against the reference here")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m service drift",
+        description="Drift of a CSV's rows against a model's training data (PSI, KS, Wasserstein)",
+    )
+    add_arguments(p)
     return p
 
 
@@ -67,22 +73,25 @@ def _columns(X, names: list[str], wanted: list[str], path: str):
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    return run(build_parser().parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> int:
+    from service.cli.common import load_model
     from service.drift import offline
-    from service.models import artifact
-    from service.models.loaded import Model
+    from service.models.registry import RegistryError
 
     exclude = tuple(args.exclude)
     try:
-        model = Model(artifact.load(args.model), source=Path(args.model))
+        model = load_model(args.model)
         ref = reference_of(model, args.reference_data)
         ds = load_csv(args.data, exclude=exclude)
         X = _columns(ds.X, ds.feature_names, list(model.feature_names), args.data)
         report = offline.compare(ref, X, list(model.feature_names), model.score(X).anomaly_score)
-    except (ArtifactError, DataError, ValueError) as exc:
+    except (ArtifactError, DataError, RegistryError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"drift of {args.data} against model {model.version}")
+    print(f"drift of {args.data} against model {model.label} ({model.version})")
     print(report.table())
     if args.plot:
         try:
