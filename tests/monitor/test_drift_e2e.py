@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Iterator
 
+import numpy as np
 import pytest
 import requests
 import yaml
@@ -123,23 +124,34 @@ def test_the_drift_window_knob_rewrites_only_the_drift_ranges_and_floors(promtoo
 def test_the_live_psi_of_served_rows_equals_the_offline_psi(
     drift_stack, sensors_versions, data_dir
 ):
-    """600 training rows to `sensors` (untouched before), their `sd` moved up by two
-    standard deviations (its lowest bin left empty, so the 1e-4 floor counts). While both
-    shortened windows hold exactly these rows, each rule's PSI of each feature and of the
-    score equals the offline one."""
+    """Training rows to `sensors` (untouched before): those holding a bin edge of `mean`
+    or of the score, one per request (the single-row path; bins are right-closed), then 600
+    in batches with `sd` moved up by three standard deviations (its lowest bin left empty,
+    so the 1e-4 floor counts). While both shortened windows hold exactly these rows, each
+    rule's PSI of each feature and of the score equals the offline one."""
     sel = f'{{job="vigil", model="{SENSORS}", version="{SENSORS_DEFAULT}"}}'
     model = Model(sensors_versions[int(SENSORS_DEFAULT) - 1], name=SENSORS)
+    ref = model.metadata["drift_reference"]
     names = list(model.feature_names)
+    m, sd = names.index("mean"), names.index("sd")
     train = load_csv(data_dir / "train.csv", features=names).X
-    rows = train[:600].copy()
-    rows[:, names.index("sd")] += 2 * train[:, names.index("sd")].std()
-    report = offline.compare(
-        model.metadata["drift_reference"], rows, names, model.score(rows).anomaly_score
-    )
+    train_scores = model.score(train).anomaly_score
+    mean_edges, score_edges = set(ref["features"][m]["edges"]), set(ref["score"]["edges"])
+    at_edges = train[
+        [
+            (x[m] in mean_edges or score in score_edges) and x[sd] > ref["features"][sd]["edges"][0]
+            for x, score in zip(train, train_scores, strict=True)
+        ]
+    ]
+    assert len(at_edges) >= 10
+    drifted = train[:600].copy()
+    drifted[:, sd] += 3 * train[:, sd].std()
+    rows = np.vstack([at_edges, drifted])
+    report = offline.compare(ref, rows, names, model.score(rows).anomaly_score)
     expected = {c.name: c.psi for c in report.columns}
     assert list(expected) == [*names, SCORE]
     assert expected["sd"] > 0.2 and expected["mean"] < 0.1  # a real drift and none
-    assert 0 in next(c for c in report.columns if c.name == "sd").counts
+    assert next(c for c in report.columns if c.name == "sd").counts[0] == 0
 
     # Nothing scored yet: once the rules have two scrapes to go on, the rows count 0 and
     # there is no PSI (a quiet window is no drift).
@@ -152,19 +164,23 @@ def test_the_live_psi_of_served_rows_equals_the_offline_psi(
 
     eventually(quiet, timeout=15)
 
-    url = f"{drift_stack.backend_url('vigil')}/models/{SENSORS}/predictions?score=true"
+    url = f"{drift_stack.backend_url('vigil')}/models/{SENSORS}"
     with requests.Session() as s:
-        for start in range(0, len(rows), 100):
-            r = s.post(url, json=rows[start : start + 100].tolist(), timeout=10)
-            assert r.status_code == 200, r.text
-            assert r.json()["version"] == int(SENSORS_DEFAULT)
+        answers = [s.post(f"{url}/prediction", json=x.tolist(), timeout=10) for x in at_edges]
+        answers += [
+            s.post(f"{url}/predictions", json=drifted[i : i + 100].tolist(), timeout=10)
+            for i in range(0, len(drifted), 100)
+        ]
+    for r in answers:
+        assert r.status_code == 200 and r.json()["version"] == int(SENSORS_DEFAULT), r.text
 
-    # Poll (bounded by the shorter window) until a rule evaluation has scraped all 600 rows
+    # Poll (bounded by the shorter window) until a rule evaluation has scraped all the rows
     # and still sees the counters' zeros from before them: then it holds exactly these rows.
-    live: dict[str, dict[str, float]] = {}
+    live: dict[str, dict[str, float]] = {w: {} for w in WINDOWS}
     deadline = time.monotonic() + localstack.parse_duration(WINDOWS["5m"]) + 10
     while time.monotonic() < deadline:
-        live = {w: by_feature(prom_query(drift_stack, PSI[w] + sel)) for w in WINDOWS}
+        for w in WINDOWS:  # the latest PSI each rule gave (once the window passes, none)
+            live[w] = by_feature(prom_query(drift_stack, PSI[w] + sel)) or live[w]
         if all(
             live[w].keys() == expected.keys()
             and all(abs(live[w][f] - v) < 1e-6 for f, v in expected.items())
