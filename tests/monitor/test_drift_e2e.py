@@ -6,7 +6,8 @@ to WINDOWS["1h"], the 5-minute one to WINDOWS["5m"]; the row floors stay 500 and
   (service.drift.offline) on the same rows, to 1e-6, for each feature and the score.
 - tester.py streams the training rows (no PSI above 0.1, no drift alert), then drifts one
   feature: its PSI rises above 0.2, the other's stays low, and VigilFeatureDrift fires for
-  that feature only, reaching a webhook through Alertmanager.
+  that feature only, reaching a webhook through Alertmanager; the dashboard's drift row,
+  queried as Grafana would, shows it.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from tests.monitor.conftest import (
     fast_options,
     prom_query,
 )
+from tests.monitor.dashboard import queries, substitute
 from tests.monitor.test_anomaly_burst import points, query_range, unix_time
 from tests.support import REPO
 
@@ -264,3 +266,22 @@ def test_drift_in_one_feature_fires_its_alert_only(drift_stack, alerts, data_dir
         assert max(v for t, v in points(psi, feature="mean") if t >= full) < 0.1
     # No drift alert, not even pending, while the rows were the training rows.
     assert query_range(drift_stack, DRIFT_ALERTS, t0, drift_start) == []
+
+    # The dashboard's drift row, queried as Grafana would with the model `default` and the
+    # feature `sd` selected, shows it: the PSI lines, and at the stream's end the rows of
+    # both windows (all drifted) piled into the top bin against the training deciles.
+    q = {name: substitute(expr, model="default", feature="sd") for name, expr in queries()}
+    features = query_range(drift_stack, q["Feature drift (PSI) [A]"], t0, end)
+    assert {s["metric"]["feature"] for s in features} == {"mean", "sd"}
+    assert max(v for _, v in points(features, feature="sd")) > 0.2
+    score = query_range(drift_stack, q["Score drift (PSI) [A]"], t0, end)
+    assert {s["metric"]["feature"] for s in score} == {SCORE}
+    last = t0 + duration - 0.5
+    bars = {}
+    for ref in "ABC":  # last hour, last 5 minutes, training
+        expr = q[f"Bin shares vs training: $feature [{ref}]"]
+        result = query_range(drift_stack, expr, last, last)
+        bars[ref] = {s["metric"]["bin"]: float(s["values"][-1][1]) for s in result}
+    assert bars["A"].keys() == bars["B"].keys() == bars["C"].keys() == {str(b) for b in range(10)}
+    assert sum(bars["C"].values()) == pytest.approx(1)
+    assert bars["A"]["9"] > 0.5 and bars["B"]["9"] > 0.5 and bars["C"]["9"] < 0.2
