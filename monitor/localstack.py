@@ -180,6 +180,12 @@ class StackOptions:
     evaluation_interval: str | None = None
     max_for: str | None = None
     alertmanager_timing: dict[str, str] | None = None
+    # Test-only: the drift rules' windows (vigil-drift.yml), by the name their rules carry
+    # ("1h", "5m"): the range that replaces it (``{"1h": "10s"}``), and the row floor
+    # (``{"1h": 300}``). The rule names keep their suffix, so alerts and dashboards still
+    # find them; a window the file does not have is an error.
+    drift_windows: dict[str, str] | None = None
+    drift_min_rows: dict[str, int] | None = None
     # More service instances to scrape in the vigil job (host:port).
     extra_vigil_targets: list[str] = field(default_factory=list)
     # Return from up() only once Prometheus has scraped every target (tests).
@@ -232,22 +238,60 @@ def parse_duration(text: str) -> float:
     return sum(int(n) * _UNIT_SECONDS[u] for n, u in parts)
 
 
+DRIFT_RULES = "vigil-drift.yml"
+
+
+def _shorten_drift_windows(
+    rules: list[dict], windows: dict[str, str], floors: dict[str, int]
+) -> list[str]:
+    """Rewrite the drift rules' ``[1h]``-style ranges and ``increase1h >= 500``-style row
+    floors in place (test-only); returns what changed, for the rendered file's header."""
+    done = []
+    for window, new_range in windows.items():
+        parse_duration(new_range)  # a bad duration fails here, not in Prometheus
+        pattern, n = re.compile(rf"\[{re.escape(window)}\]"), 0
+        for rule in rules:
+            rule["expr"], k = pattern.subn(f"[{new_range}]", rule["expr"])
+            n += k
+        if not n:
+            raise StackError(f"{DRIFT_RULES} has no [{window}] range to shorten")
+        done.append(f"[{window}] -> [{new_range}]")
+    for window, rows in floors.items():
+        pattern, n = re.compile(rf"(:increase{re.escape(window)}\s*>=\s*)\d+"), 0
+        for rule in rules:
+            rule["expr"], k = pattern.subn(rf"\g<1>{int(rows)}", rule["expr"])
+            n += k
+        if not n:
+            raise StackError(f"{DRIFT_RULES} has no row floor for the {window} window")
+        done.append(f"{window} floor -> {int(rows)} rows")
+    return done
+
+
 def render_rules(opts: StackOptions, out_dir: Path) -> list[str]:
-    """The rule files for Prometheus: the repo's, or copies with every `for:` capped."""
+    """The rule files for Prometheus: the repo's, or copies with every `for:` capped and
+    the drift windows shortened, as the test knobs ask."""
     sources = sorted(RULES_DIR.glob("*.yml"))
-    if opts.max_for is None:
+    if opts.max_for is None and not opts.drift_windows and not opts.drift_min_rows:
         return [str(RULES_DIR / "*.yml")]
-    cap = parse_duration(opts.max_for)
+    cap = parse_duration(opts.max_for) if opts.max_for is not None else None
     out_dir.mkdir(parents=True, exist_ok=True)
     for source in sources:
         doc = yaml.safe_load(source.read_text())
-        for group in doc.get("groups", []):
-            for rule in group.get("rules", []):
+        rules = [rule for group in doc.get("groups", []) for rule in group.get("rules", [])]
+        changes = []
+        if cap is not None:
+            for rule in rules:
                 if "for" in rule and parse_duration(str(rule["for"])) > cap:
                     rule["for"] = opts.max_for
+            changes.append(f"for: capped at {opts.max_for}")
+        if source.name == DRIFT_RULES:
+            changes += _shorten_drift_windows(
+                rules, opts.drift_windows or {}, opts.drift_min_rows or {}
+            )
+        what = "; ".join(changes) or "unchanged"
         (out_dir / source.name).write_text(
-            f"# Rendered from {source} by monitor/localstack.py (for: capped at "
-            f"{opts.max_for}).\n" + yaml.safe_dump(doc, sort_keys=False)
+            f"# Rendered from {source} by monitor/localstack.py ({what}).\n"
+            + yaml.safe_dump(doc, sort_keys=False)
         )
     return [str(out_dir / "*.yml")]
 

@@ -22,7 +22,14 @@ def load_model(spec: str):
     if path.is_file() or "/" in spec or spec.endswith(".joblib"):
         return Model(artifact.load(path), source=path)
     name, _, at = spec.partition("@")
-    info = registry.Registry(settings_value("registry")).model(name)
+    root = Path(settings_value("registry"))
+    lone = Path(settings_value("model_path"))
+    known = registry.Registry(root).snapshot().models if root.is_dir() else {}
+    if name not in known and name == settings_value("default_model") and lone.is_file():
+        if at not in ("", "1", "default"):
+            raise ValueError(f"model {name!r} is the lone file {lone.name}: it has version 1 only")
+        return Model(artifact.load(lone), source=lone, name=name, number=1)
+    info = registry.Registry(root).model(name)
     version = (info.version(at) if at.isdigit() else info.alias(at)) if at else info.default
     if version is None:
         raise ValueError(f"model {name!r} has no default version")

@@ -31,14 +31,18 @@ def queries() -> list[tuple[str, str]]:
     ]
 
 
-ALL = ".*"  # the instance and model variables' "All" (their allValue)
+ALL = ".*"  # the instance, model and feature variables' "All" (their allValue)
 
 
 def substitute(
-    expr: str, rate_interval: str = "1m", interval: str = "15s", model: str = ALL
+    expr: str,
+    rate_interval: str = "1m",
+    interval: str = "15s",
+    model: str = ALL,
+    feature: str = ALL,
 ) -> str:
-    """What Grafana sends: its built-in and dashboard variables replaced; ``model`` is the
-    model variable's value (one model's name, as Grafana puts a single selection)."""
+    """What Grafana sends: its built-in and dashboard variables replaced; ``model`` and
+    ``feature`` are those variables' values (one name, as Grafana puts a single selection)."""
     values = {
         "__rate_interval": rate_interval,
         "__interval": interval,
@@ -46,6 +50,7 @@ def substitute(
         "job": "vigil",
         "instance": ALL,
         "model": model,
+        "feature": feature,
     }
 
     def value(m: re.Match) -> str:

@@ -143,9 +143,12 @@ def test_an_injected_burst_on_one_model_fires_its_alert_and_shows_on_the_dashboa
     )
     assert float(share["value"][1]) < max(3 * float(expected["value"][1]), 0.05)
     # No other alert: the streams themselves were healthy (no errors, fast answers), and the
-    # anomaly alert is about `default` alone.
+    # anomaly alert is about `default` alone. A 10-standard-deviation step on `sd` is also a
+    # drift of `default`'s inputs and scores (tests/monitor/test_drift_e2e.py covers those).
+    drift = {"VigilFeatureDrift", "VigilScoreDrift"}
     sent = {(a["labels"]["alertname"], a["labels"].get("model")) for a in receiver.alerts()}
-    assert sent == {("VigilAnomalyRateHigh", "default")}
+    assert {s for s in sent if s[0] not in drift} == {("VigilAnomalyRateHigh", "default")}
+    assert {model for name, model in sent if name in drift} <= {"default"}
     firing = prom_query(stack, 'ALERTS{alertname="VigilAnomalyRateHigh"}')
     assert {a["metric"]["model"] for a in firing} == {"default"}
 

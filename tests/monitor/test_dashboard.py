@@ -61,6 +61,9 @@ REQUIRED_PANELS = {
     "Process CPU",
     "Process memory",
     "Firing alerts",
+    "Feature drift (PSI)",
+    "Score drift (PSI)",
+    "Bin shares vs training: $feature",
 }
 # The series the service exports with a `model` label (the metric contract of issue #10).
 MODEL_METRICS = {
@@ -76,9 +79,11 @@ MODEL_METRICS = {
     "vigil_model_ready",
     "vigil_model_expected_anomaly_ratio",
     "vigil_model_loaded_timestamp_seconds",
+    "vigil_feature_bin_total",
+    "vigil_feature_reference_share",
 }
-# A metric name and its label matchers, if any.
-SELECTOR = re.compile(r"\b((?:vigil|http|process)_\w+|up)\b(\{[^}]*\})?")
+# A metric name, or a recording rule's (level:metric:operations), and its label matchers.
+SELECTOR = re.compile(r"\b((?:\w+:)?(?:vigil|http|process)_\w+(?::\w+)?|up)\b(\{[^}]*\})?")
 
 
 def panel(title: str) -> dict:
@@ -150,7 +155,7 @@ def test_the_issue_s_panels_are_there_and_each_has_queries():
 
 def test_every_variable_in_the_queries_is_defined():
     defined = {v["name"] for v in DASHBOARD["templating"]["list"]}
-    assert defined == {"job", "instance", "model"}
+    assert defined == {"job", "instance", "model", "feature"}
     for _, expr in queries():
         substitute(expr)  # raises on an unknown variable
 
@@ -164,12 +169,28 @@ def test_the_model_variable_lists_the_loaded_models_all_by_default():
     assert model["refresh"] == 2  # on time range change: new models appear without a reload
 
 
+def test_the_feature_variable_lists_the_selected_models_features_and_the_score():
+    (feature,) = [v for v in DASHBOARD["templating"]["list"] if v["name"] == "feature"]
+    query = 'label_values(vigil_feature_reference_share{job="$job", model=~"$model"}, feature)'
+    assert feature["query"]["query"] == feature["definition"] == query
+    # One feature at a time (the bin chart), regex-escaped as an includeAll variable is.
+    assert not feature["multi"] and feature["includeAll"] and feature["allValue"] == ".*"
+    assert feature["current"]["value"] == "__score__" and feature["refresh"] == 2
+    for p in query_panels():
+        for t in p["targets"]:
+            if "$feature" in t["expr"]:
+                assert 'feature=~"$feature"' in t["expr"], p["title"]
+
+
 def test_every_series_is_filtered_by_job_instance_and_model_where_it_has_one():
     for name, expr in queries():
         if expr.startswith("ALERTS"):
             continue
         for metric, matchers in SELECTOR.findall(expr):
             assert matchers, f"{name}: {metric} without label matchers"
+            if ":" in metric:  # a recording rule: summed over the instances, per model
+                assert 'job="$job"' in matchers and 'model=~"$model"' in matchers, name
+                continue
             assert 'job="$job"' in matchers and 'instance=~"$instance"' in matchers, name
             has_model = metric in MODEL_METRICS
             assert ('model=~"$model"' in matchers) == has_model, f"{name}: {metric}"
@@ -355,6 +376,9 @@ def test_every_panel_query_returns_data(monitor_stack, not_ready_server):
             ("variable job", ALL): 'count by (job) (vigil_model_ready{job="vigil"})',
             ("variable instance", ALL): 'count by (instance) (vigil_model_ready{job="vigil"})',
             ("variable model", ALL): 'count by (model) (vigil_model_info{job="vigil"})',
+            ("variable feature", ALL): (
+                'count by (feature) (vigil_feature_reference_share{job="vigil", model=~".*"})'
+            ),
         }
     )
     # Bounded wait: the last scrape and rule evaluation, and VigilNotReady's 2 s `for:`, take
