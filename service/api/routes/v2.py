@@ -170,6 +170,8 @@ async def _infer(request: Request, name: str, version: str | None) -> Response:
         anomaly_score=scores,
         parameters=_answer_parameters(model),
     )
+    if header_length is None:  # a media type alone: cheaper than a header dict for Starlette
+        return Response(answer, media_type="application/json")
     return Response(answer, headers=v2.response_headers(header_length))
 
 
