@@ -17,7 +17,7 @@ from starlette.requests import ClientDisconnect
 from service import __version__
 from service.api import http_metrics
 from service.api.openapi import install_openapi
-from service.api.routes import admin
+from service.api.routes import admin, kserve_v1, v2, v2_repository
 from service.api.routes import models as models_routes
 from service.api.routes.predict import answer_head_as_get, router
 from service.core.features import InputError
@@ -145,6 +145,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # router twice, about 10 µs of a one-row prediction's 100 (bench/layers.py).
     app.router.routes.extend(router.routes)
     app.router.routes.extend(models_routes.router.routes)
+    v2.install(app.router.routes)  # Open Inference Protocol V2, infer beside /predictions
+    for protocol in (v2_repository, kserve_v1):  # V2's repository extension, KServe V1
+        app.router.routes.extend(protocol.router.routes)
     app.include_router(admin.router, include_in_schema=settings.admin_token is not None)
     http_metrics.instrument(app)
     answer_head_as_get(app)

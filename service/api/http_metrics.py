@@ -72,14 +72,19 @@ class HTTPMetricsMiddleware:
     much as scoring the row (bench/layers.py). Here the label children are kept, and the
     template of a path that is a route's own path is remembered per standard method: a
     bounded cache (routes x methods), which a client cannot fill with paths of its choosing.
-    Other requests (404s, paths that fill a template's parameters, other methods) are
-    resolved each time.
+    A path that fills a template's parameters (``/v2/models/sensors/infer``) is remembered
+    once it has been answered below 400, which only the served models' names, versions and
+    aliases are, up to :attr:`TEMPLATED_CACHE_SIZE` paths. Other requests (404s, other
+    methods) are resolved each time.
     """
+
+    TEMPLATED_CACHE_SIZE = 1024
 
     def __init__(self, app: ASGIApp, excluded_handlers: tuple[str, ...] = ()) -> None:
         self.app = app
         self._excluded = [re.compile(pattern) for pattern in excluded_handlers]
         self._handlers: dict[tuple[str, str, str], str | None] = {}
+        self._templated: dict[tuple[str, str, str], str] = {}
         self._series: dict[tuple[str, str], tuple[Gauge, Histogram, dict[int, Counter]]] = {}
 
     def _handler(self, scope: Scope) -> str | None:
@@ -90,6 +95,9 @@ class HTTPMetricsMiddleware:
             return self._handlers[key]
         except KeyError:
             pass
+        known = self._templated.get(key)
+        if known is not None:
+            return known
         template = get_route_name(HTTPConnection(scope), should_include_root_path=False)
         handler = template
         if handler is not None and any(p.search(handler) for p in self._excluded):
@@ -139,6 +147,13 @@ class HTTPMetricsMiddleware:
                     handler, method, str(status)
                 )
             counter.inc()
+            if (
+                status < 400
+                and handler != scope["path"]
+                and method is scope["method"]
+                and len(self._templated) < self.TEMPLATED_CACHE_SIZE
+            ):
+                self._templated[(scope.get("root_path", ""), scope["path"], method)] = handler
 
 
 def instrument(app: FastAPI) -> None:

@@ -61,16 +61,35 @@ def _refuse_duplicate_keys(pairs: Iterable[tuple[str, object]]) -> dict:
     return out
 
 
+def _object_keys(obj: dict) -> int:
+    """Keys of ``obj`` and of the objects nested in its values, directly or in arrays whose first
+    item is an object (a protocol document: ``{"inputs": [{"name": ...}]}``). Objects it does
+    not reach only make the count fall short of the colons, which sends the body to the exact
+    check."""
+    keys = len(obj)
+    for value in obj.values():
+        kind = type(value)
+        if kind is dict:
+            keys += _object_keys(value)
+        elif kind is list and value and type(value[0]) is dict:
+            keys += sum(_object_keys(item) for item in value if type(item) is dict)
+    return keys
+
+
 def _check_unique_keys(body: bytes, value: object) -> None:
     """Refuse an object that repeats a key (orjson keeps the last value silently).
 
     Cheap for the bodies the service accepts: every member of an object has one ``:`` outside
-    strings, so when the body has exactly as many colons as the top-level or row objects
-    have keys, no key can repeat (and no colon hides in a string). Only otherwise is the body
-    parsed again, with a hook that sees every key.
+    strings, so when the body has exactly as many colons as the top-level or row objects (and,
+    for a top-level object, the objects nested in it) have keys, no key can repeat (and no
+    colon hides in a string). Only otherwise is the body parsed again, with a hook that sees
+    every key.
     """
     if type(value) is dict:
-        keys = len(value)
+        try:
+            keys = _object_keys(value)
+        except RecursionError:  # nested deeper than Python recurses: the exact check decides
+            keys = -1
     elif type(value) is list:
         if set(map(type, value)) == {dict}:  # C-level passes: a batch of row objects
             keys = sum(map(len, value))

@@ -2,7 +2,8 @@
 loaded. The names and labels are the contract the recording rules, alerts and dashboard use.
 
 Label values are bounded: ``model`` and ``version`` come only from the registry (a version is
-its number), ``outcome`` is anomaly|normal, ``endpoint`` one of the two prediction routes. The
+its number), ``outcome`` is anomaly|normal, ``endpoint`` one of the two prediction routes or ``v2``
+(Open Inference Protocol infers). The
 series of a version that is unloaded are removed on the swap. The HTTP metrics are the
 transport's: ``service.api.http_metrics``.
 """
@@ -91,7 +92,7 @@ FEATURE_REFERENCE_SHARE = Gauge(
     multiprocess_mode="livemax",
 )
 
-ENDPOINTS = ("prediction", "predictions")
+ENDPOINTS = ("prediction", "predictions", "v2")
 _ROWS = {e: ROWS_PER_REQUEST.labels(endpoint=e) for e in ENDPOINTS}
 
 
