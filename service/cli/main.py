@@ -174,6 +174,11 @@ def build_parser() -> argparse.ArgumentParser:
         description=compare_cli.__doc__,
     )
     compare_cli.add_arguments(k)
+
+    from service.cli import jobs as jobs_cli
+
+    j = sub.add_parser("jobs", help="submit, watch and list training jobs on a running service")
+    jobs_cli.add_arguments(j)
     return p
 
 
@@ -454,6 +459,7 @@ def main(argv: list[str] | None = None) -> int:
         "evaluate": cmd_evaluate,
         "models": _cmd_models,
         "compare": _cmd_compare,
+        "jobs": _cmd_jobs,
     }
     return handler[args.command](args)
 
@@ -468,3 +474,9 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     from service.cli import compare as compare_cli
 
     return compare_cli.run(args)
+
+
+def _cmd_jobs(args: argparse.Namespace) -> int:
+    from service.cli import jobs as jobs_cli
+
+    return jobs_cli.run(args)
