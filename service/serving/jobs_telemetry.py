@@ -24,6 +24,7 @@ from prometheus_client.core import (
 from prometheus_client.utils import floatToGoString
 
 from service.jobs.store import STATUSES, JobStore
+from service.jobs.webhooks import EVENTS
 
 log = logging.getLogger("vigil.jobs")
 
@@ -33,8 +34,11 @@ ATTEMPT_RESULTS = ("succeeded", "failed")
 
 
 class JobsCollector:
-    """A prometheus_client collector over ``get_store()`` (None: the store is not open, and
-    there are no job series)."""
+    """A prometheus_client collector over ``get_store()``: None while there is no job store
+    (no job was ever submitted, or the jobs API is off), which reads as zero jobs and zero
+    deliveries. Every status, event and result, and every detector kind's duration
+    histogram, is exported from the start, at zero: a first failure is then an increase, and
+    the dashboard's panels have data before the first job."""
 
     def __init__(self, get_store: Callable[[], JobStore | None]) -> None:
         self.get_store = get_store
@@ -43,16 +47,21 @@ class JobsCollector:
         return []  # collected only at scrape time (no store is opened at registration)
 
     def collect(self) -> Iterator[Metric]:
+        from service.detectors import table
+
+        counts: dict[str, int] = {}
+        durations: list[tuple[str, int, float, list[int]]] = []
+        deliveries: dict[tuple[str, str], int] = {}
+        attempts: dict[tuple[str, str], int] = {}
         store = self.get_store()
-        if store is None:
-            return
-        try:
-            counts = store.counts()
-            durations = store.durations(DURATION_BUCKETS)
-            deliveries, attempts = store.delivery_counts()
-        except (sqlite3.Error, OSError) as exc:
-            log.warning("job metrics unavailable: %s", exc)
-            return
+        if store is not None:
+            try:
+                counts = store.counts()
+                durations = store.durations(DURATION_BUCKETS)
+                deliveries, attempts = store.delivery_counts()
+            except (sqlite3.Error, OSError) as exc:
+                log.warning("job metrics unavailable: %s", exc)
+                return
         jobs = GaugeMetricFamily(
             "vigil_training_jobs", "Training jobs by status.", labels=["status"]
         )
@@ -66,13 +75,15 @@ class JobsCollector:
         )
         histogram = HistogramMetricFamily(
             "vigil_training_duration_seconds",
-            "Wall time of finished training jobs, from start to end, by detector and status.",
-            labels=["detector", "status"],
+            "Wall time of succeeded training jobs, from start to end, by detector kind.",
+            labels=["detector"],
         )
-        for detector, status, count, total, within in durations:
+        by_kind = {d: (count, total, within) for d, count, total, within in durations}
+        for detector in [*table.names(), *sorted(set(by_kind) - set(table.names()))]:
+            count, total, within = by_kind.get(detector, (0, 0.0, [0] * len(DURATION_BUCKETS)))
             buckets = [(_le(b), n) for b, n in zip(DURATION_BUCKETS, within, strict=True)]
             buckets.append(("+Inf", count))
-            histogram.add_metric([detector, status], buckets, total)
+            histogram.add_metric([detector], buckets, total)
         yield histogram
         states = GaugeMetricFamily(
             "vigil_webhook_deliveries",
@@ -80,19 +91,17 @@ class JobsCollector:
             " (retry schedule used up).",
             labels=["event", "status"],
         )
-        events = sorted({e for e, _ in deliveries} | {e for e, _ in attempts})
-        for event in events:
-            for status in DELIVERY_STATUSES:
-                states.add_metric([event, status], deliveries.get((event, status), 0))
-        yield states
         tries = CounterMetricFamily(
             "vigil_webhook_delivery_attempts",
             "Webhook delivery attempts by event and result (succeeded: a 2xx answer).",
             labels=["event", "result"],
         )
-        for event in events:
+        for event in EVENTS:
+            for status in DELIVERY_STATUSES:
+                states.add_metric([event, status], deliveries.get((event, status), 0))
             for result in ATTEMPT_RESULTS:
                 tries.add_metric([event, result], attempts.get((event, result), 0))
+        yield states
         yield tries
 
 

@@ -188,9 +188,8 @@ def test_submit_poll_sign_promote_and_serve_with_zero_failed_requests(service, r
     samples = scrape(service.url)
     assert metric(samples, "vigil_training_jobs", status="succeeded") >= 2
     assert metric(samples, "vigil_training_queue_depth") == 0
-    assert metric(
-        samples, "vigil_training_duration_seconds_count", detector="iforest", status="succeeded"
-    ) >= 2  # fmt: skip
+    assert metric(samples, "vigil_training_duration_seconds_count", detector="iforest") >= 2
+    assert metric(samples, "vigil_training_duration_seconds_count", detector="lof") == 0
     assert (
         metric(
             samples,

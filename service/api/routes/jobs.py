@@ -83,6 +83,12 @@ class JobsAccess:
                     log.error("cannot open the job store %s: %s", self.path, exc)
         return self._store
 
+    def existing(self) -> JobStore | None:
+        """The store if it exists (for metrics: never creates one)."""
+        if self._store is None and not self.path.exists():
+            return None
+        return self.get()
+
     def require(self) -> JobStore:
         store = self.get()
         if store is None:
@@ -92,11 +98,11 @@ class JobsAccess:
 
 def install(app: FastAPI, settings: Settings) -> list[JobsCollector]:
     """Add the routes (404 without an admin token, like /admin) and return the job metrics'
-    collector for /metrics (none without an admin token: no jobs API, no store opened)."""
+    collector for /metrics (zeros until a job store exists)."""
     access = JobsAccess(settings)
     app.state.jobs = access
     app.include_router(router, include_in_schema=settings.admin_token is not None)
-    return [JobsCollector(access.get)] if settings.admin_token is not None else []
+    return [JobsCollector(access.existing)]
 
 
 def _store(request: Request) -> JobStore:
