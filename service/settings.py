@@ -116,6 +116,13 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(
         100 * 1024 * 1024, ge=1024, description="Largest training upload accepted (more is 413)."
     )
+    training_runner: bool = Field(
+        True,
+        description=(
+            "Start the training-job runner process with the service (when admin_token turns"
+            " the jobs API on); false: run python -m service.jobs yourself."
+        ),
+    )
     jobs_db: Path | None = Field(
         None,
         description="The job store (SQLite); unset: <registry>/.jobs/jobs.sqlite3.",

@@ -18,6 +18,7 @@ from service import __version__
 from service.api import http_metrics
 from service.api.openapi import install_openapi
 from service.api.routes import admin, kserve_v1, v2, v2_repository
+from service.api.routes import jobs as jobs_routes
 from service.api.routes import models as models_routes
 from service.api.routes.predict import answer_head_as_get, router
 from service.core.features import InputError
@@ -149,6 +150,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for protocol in (v2_repository, kserve_v1):  # V2's repository extension, KServe V1
         app.router.routes.extend(protocol.router.routes)
     app.include_router(admin.router, include_in_schema=settings.admin_token is not None)
-    http_metrics.instrument(app)
+    job_metrics = jobs_routes.install(app, settings)
+    http_metrics.instrument(app, job_metrics)
     answer_head_as_get(app)
     return app

@@ -6,12 +6,25 @@ one of the standard methods or ``other``.
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Iterator, Sequence
 from time import perf_counter
 
 from fastapi import FastAPI
-from prometheus_client import Counter, Gauge, Histogram
-from prometheus_fastapi_instrumentator import Instrumentator
+from fastapi.responses import Response
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 from prometheus_fastapi_instrumentator.routing import get_route_name
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -156,8 +169,32 @@ class HTTPMetricsMiddleware:
                 self._templated[(scope.get("root_path", ""), scope["path"], method)] = handler
 
 
-def instrument(app: FastAPI) -> None:
-    """Add the HTTP metrics middleware and the /metrics route (the instrumentator's, which
-    also merges the workers' files in multiprocess mode)."""
+class _Merged:
+    """What /metrics writes: a registry's metrics, then those of ``extra`` collectors."""
+
+    def __init__(self, registry: CollectorRegistry, extra: Sequence[Collector]) -> None:
+        self.registry = registry
+        self.extra = extra
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self.registry.collect()
+        for collector in self.extra:
+            yield from collector.collect()
+
+
+def instrument(app: FastAPI, collectors: Sequence[Collector] = ()) -> None:
+    """Add the HTTP metrics middleware and the /metrics route: as the instrumentator's (which
+    merges the workers' files in multiprocess mode), plus ``collectors``, which read shared
+    state at scrape time (the job store) and so answer the same from every worker."""
     app.add_middleware(HTTPMetricsMiddleware, excluded_handlers=tuple(EXCLUDED_HANDLERS))
-    Instrumentator().expose(app, include_in_schema=False, should_gzip=False)
+    extra = tuple(collectors)
+
+    def metrics() -> Response:
+        registry = REGISTRY
+        if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+        body = generate_latest(_Merged(registry, extra))  # type: ignore[arg-type]
+        return Response(body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    app.add_api_route("/metrics", metrics, methods=["GET"], include_in_schema=False)

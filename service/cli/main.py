@@ -184,6 +184,10 @@ def build_parser() -> argparse.ArgumentParser:
         description=drift_cli.__doc__,
     )
     drift_cli.add_arguments(d)
+    from service.cli import jobs as jobs_cli
+
+    j = sub.add_parser("jobs", help="submit, watch and list training jobs on a running service")
+    jobs_cli.add_arguments(j)
     return p
 
 
@@ -441,6 +445,7 @@ def main(argv: list[str] | None = None) -> int:
         "models": _cmd_models,
         "compare": _cmd_compare,
         "drift": _cmd_drift,
+        "jobs": _cmd_jobs,
     }
     return handler[args.command](args)
 
@@ -461,3 +466,9 @@ def _cmd_drift(args: argparse.Namespace) -> int:
     from service.cli import drift as drift_cli
 
     return drift_cli.run(args)
+
+
+def _cmd_jobs(args: argparse.Namespace) -> int:
+    from service.cli import jobs as jobs_cli
+
+    return jobs_cli.run(args)

@@ -301,6 +301,49 @@ def _exit_reason(code: int | None) -> str:
     return f"the training process exited with status {code} without a result"
 
 
+def reload_on_new_default(
+    registry: str | Path, pid: int | None
+) -> Callable[[Job, float], None] | None:
+    """``on_job_end``: after a job registers a version that is now its model's default (with
+    ``promote``, or a model's first version), SIGHUP ``pid`` (the service), which reloads the
+    registry with the reload's guarantees (verified off to the side, zero failed requests)."""
+    if not pid:
+        return None
+
+    def on_job_end(job: Job, _seconds: float) -> None:
+        if job.status != "succeeded" or job.version is None:
+            return
+        from service.models.registry import Registry, RegistryError
+
+        try:
+            default = Registry(registry).model(job.model).aliases.get("default")
+        except (RegistryError, OSError) as exc:
+            log.warning("job %s: cannot read the registry to reload: %s", job.id, exc)
+            return
+        if default == job.version:
+            try:
+                os.kill(pid, signal.SIGHUP)
+                log.info("job %s: %s version %s is the default; reloading", job.id, job.model,
+                         job.version)  # fmt: skip
+            except ProcessLookupError:
+                log.warning("job %s: the service (pid %d) is gone; not reloaded", job.id, pid)
+
+    return on_job_end
+
+
+def watch_parent(parent: int, stop: threading.Event, interval: float = 0.5) -> None:
+    """Set ``stop`` once ``parent`` is no longer this process's parent (it died, even by
+    ``kill -9``): a runner never outlives the service that started it."""
+
+    def watch() -> None:
+        while not stop.wait(interval):
+            if os.getppid() != parent:
+                log.warning("the service (pid %d) is gone; stopping", parent)
+                stop.set()
+
+    threading.Thread(target=watch, name="vigil-parent", daemon=True).start()
+
+
 def load_callable(ref: str) -> TrainFn:
     """``module:function`` -> the function."""
     module, _, name = ref.partition(":")
@@ -321,8 +364,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=settings.training_concurrency)
     parser.add_argument("--timeout", type=float, default=settings.training_timeout)
     parser.add_argument("--poll-interval", type=float, default=0.2)
+    parser.add_argument(
+        "--reload-pid",
+        type=int,
+        help="send this process SIGHUP when a job moves a model's default (the service)",
+    )
+    parser.add_argument(
+        "--parent-pid", type=int, help="stop when this process is no longer the parent"
+    )
+    parser.add_argument("--nice", type=int, default=0, help="lower this runner's CPU priority")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    if args.nice:
+        os.nice(args.nice)
     db = args.db or settings.jobs_db or default_db_path(settings.registry)
     store = JobStore(db)
     from service.jobs.webhooks import WebhookSender
@@ -335,10 +389,13 @@ def main(argv: list[str] | None = None) -> int:
         timeout=args.timeout,
         poll_interval=args.poll_interval,
         events=sender.job_events if sender else None,
+        on_job_end=reload_on_new_default(settings.registry, args.reload_pid),
     )
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    if args.parent_pid:
+        watch_parent(args.parent_pid, stop)
     print(f"runner {runner.id} on {db}", flush=True)
     if sender:
         sender.start()

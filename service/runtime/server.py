@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import uvicorn
 from uvicorn.supervisors import Multiprocess
 
+from service.jobs.launcher import runner_beside
 from service.runtime.http_protocol import HttpLimits, LimitedHttpToolsProtocol
 from service.settings import Settings
 
@@ -154,6 +155,11 @@ def serve(settings: Settings | None = None) -> None:
         http=partial(LimitedHttpToolsProtocol, limits=HttpLimits.from_settings(settings)),
         timeout_graceful_shutdown=settings.graceful_timeout,
     )
+    with runner_beside(settings):  # the training-job runner, when the jobs API is on
+        _run(config, settings)
+
+
+def _run(config: uvicorn.Config, settings: Settings) -> None:
     if settings.workers > 1:
         os.environ[SUPERVISOR_ENV] = str(os.getpid())
         # Private to this run (mode 0700); only the service's user can write the served copy.
