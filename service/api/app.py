@@ -19,6 +19,7 @@ from service.api import http_metrics
 from service.api.openapi import install_openapi
 from service.api.routes import admin
 from service.api.routes import models as models_routes
+from service.api.routes import series as series_routes
 from service.api.routes.predict import answer_head_as_get, router
 from service.core.features import InputError
 from service.models.store import ModelNotFound, ModelStore
@@ -145,6 +146,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # router twice, about 10 µs of a one-row prediction's 100 (bench/layers.py).
     app.router.routes.extend(router.routes)
     app.router.routes.extend(models_routes.router.routes)
+    app.router.routes.extend(series_routes.router.routes)
     app.include_router(admin.router, include_in_schema=settings.admin_token is not None)
     http_metrics.instrument(app)
     answer_head_as_get(app)
