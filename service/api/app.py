@@ -27,6 +27,7 @@ from service.runtime import server
 from service.serving import telemetry
 from service.serving.dataplane import NotReady
 from service.settings import Settings
+from service.watches import runner as watch_runner
 
 log = logging.getLogger("vigil")
 
@@ -58,6 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         on_reload=telemetry.record_reload,
     )
 
+    watches = watch_runner.from_settings(settings, shared.root if shared else None)
     reloads: set[asyncio.Task] = set()
 
     def in_background(work) -> None:
@@ -86,6 +88,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 loop.add_signal_handler(sig, handler)
         except (ValueError, RuntimeError, NotImplementedError):
             log.debug("not in the main thread: SIGHUP reload is off")
+        if watches is not None:
+            watches.start()  # a thread: Prometheus down or slow never blocks the loop
         if shared is not None:
             # Told to follow before the handler was in place, a worker did not hear it: look.
             await anyio.to_thread.run_sync(store.adopt)
@@ -95,6 +99,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         gc.collect()
         gc.freeze()
         yield
+        if watches is not None:
+            await anyio.to_thread.run_sync(watches.stop)
         with suppress(ValueError, RuntimeError, NotImplementedError):
             for sig in signals:
                 loop.remove_signal_handler(sig)
