@@ -174,6 +174,14 @@ def build_parser() -> argparse.ArgumentParser:
         description=compare_cli.__doc__,
     )
     compare_cli.add_arguments(k)
+    from service import cli_series
+
+    es = sub.add_parser(
+        "evaluate-series",
+        help="NAB-style scores of a series detector on labelled series",
+        description=cli_series.__doc__,
+    )
+    cli_series.add_arguments(es)
     return p
 
 
@@ -454,6 +462,7 @@ def main(argv: list[str] | None = None) -> int:
         "evaluate": cmd_evaluate,
         "models": _cmd_models,
         "compare": _cmd_compare,
+        "evaluate-series": _cmd_evaluate_series,
     }
     return handler[args.command](args)
 
@@ -468,3 +477,9 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     from service.cli import compare as compare_cli
 
     return compare_cli.run(args)
+
+
+def _cmd_evaluate_series(args: argparse.Namespace) -> int:
+    from service import cli_series
+
+    return cli_series.run(args)

@@ -71,7 +71,7 @@ def test_a_traffic_burst_is_flagged_exported_and_alerted_and_prometheus_down_cha
     baseline = burst = None
     try:
         vigil = stack.backend_url("vigil")
-        baseline = run_tester_in_background(vigil, data_dir / "test.csv", rate=20, duration=120)
+        baseline = run_tester_in_background(vigil, data_dir / "test.csv", rate=10, duration=120)
         # Warm-up: 10 points of steady traffic, then a band; let the band settle 15 more steps.
         wait_for(
             lambda: watch_metric(vigil, "vigil_watch_upper", watch="traffic") is not None,
@@ -92,7 +92,7 @@ def test_a_traffic_burst_is_flagged_exported_and_alerted_and_prometheus_down_cha
         before = {a["startsAt"] for a in receiver.alerts()}
 
         burst_start = time.time()
-        burst = run_tester_in_background(vigil, data_dir / "test.csv", rate=250, duration=8)
+        burst = run_tester_in_background(vigil, data_dir / "test.csv", rate=100, duration=10)
 
         # Exported by the service, seen by Prometheus, and alerted through Alertmanager.
         def flagged_in_prometheus() -> bool:
@@ -112,6 +112,24 @@ def test_a_traffic_burst_is_flagged_exported_and_alerted_and_prometheus_down_cha
         assert starts >= burst_start - 2, "the watch fired before the burst"
         assert alert["labels"]["exported_job"] == "vigil"  # the series' own label, kept
         burst.wait(30)
+
+        # The same query once, through POST /series/detect: per series, with its labels.
+        now = time.time()
+        query = WATCH.split("query: ", 1)[1].split("\n", 1)[0]
+        body = {
+            "detector": "rolling",
+            "params": {"warmup": 10, "k": 6, "window": 60},
+            "prometheus": {"query": query, "start": now - 90, "end": now, "step": "1s"},
+        }
+        r = requests.post(f"{vigil}/series/detect", json=body, timeout=30)
+        assert r.status_code == 200, r.text
+        (series,) = r.json()["series"]
+        assert series["labels"] == {"job": "vigil"}
+        flagged = [a["timestamp"] for a in series["anomalies"]]
+        assert any(burst_start - 2 <= t <= burst_start + 15 for t in flagged), flagged
+        body["prometheus"]["query"] = "sum(rate(x[1m]"
+        r = requests.post(f"{vigil}/series/detect", json=body, timeout=30)
+        assert r.status_code == 422 and r.json()["detail"].startswith("prometheus.query: ")
 
         # Prometheus down: serving is untouched; the watch counts errors and goes stale.
         m = scrape(vigil)
