@@ -57,6 +57,7 @@ RULES_DIR = MONITOR / "prometheus" / "rules"
 ALERTMANAGER_TEMPLATE = MONITOR / "alertmanager" / "alertmanager.yml"
 ALERTMANAGER_ENTRYPOINT = MONITOR / "alertmanager" / "entrypoint.sh"
 CADDYFILE = MONITOR / "caddy" / "Caddyfile"
+WATCHES_FILE = MONITOR / "watches.yml"
 GRAFANA_DIR = MONITOR / "grafana"
 BACKEND_AUTH_SCRIPT = MONITOR / "backend-auth" / "generate.sh"
 # Where generate.sh writes in compose (prometheus.yml names files there), and the user it
@@ -174,6 +175,9 @@ class StackOptions:
     # Caddy's ports; None: free ones.
     front_ports: dict[str, int] | None = field(default_factory=lambda: dict(COMPOSE_FRONT_PORTS))
     service_env: dict[str, str] = field(default_factory=dict)
+    # The service's watch file (VIGIL_WATCHES); None: no watches. With a test scrape interval
+    # its steps become that interval (see render_watches).
+    watches: Path | None = WATCHES_FILE
     grafana: bool = True
     # Test-only knobs: shorter intervals, shorter `for:` and shorter Alertmanager waits.
     scrape_interval: str | None = None
@@ -294,6 +298,33 @@ def render_rules(opts: StackOptions, out_dir: Path) -> list[str]:
             + yaml.safe_dump(doc, sort_keys=False)
         )
     return [str(out_dir / "*.yml")]
+
+
+# With test intervals, each watch polls every scrape interval, scores a short look-back and
+# draws its band after this many points.
+TEST_WATCH_LOOKBACK_STEPS = 300
+TEST_WATCH_WARMUP = 10
+
+
+def render_watches(opts: StackOptions, out_dir: Path) -> Path | None:
+    """The watch file for the service: the given one, or with test intervals a copy whose
+    steps are the scrape interval, look-backs 300 steps and warm-ups 10 points."""
+    if opts.watches is None or opts.scrape_interval is None:
+        return opts.watches
+    step = parse_duration(opts.scrape_interval)
+    doc = yaml.safe_load(Path(opts.watches).read_text())
+    for watch in doc.get("watches", []):
+        watch["step"] = opts.scrape_interval
+        watch["lookback"] = f"{int(step * TEST_WATCH_LOOKBACK_STEPS)}s"
+        params = watch.setdefault("params", {})
+        params["warmup"] = min(int(params.get("warmup") or TEST_WATCH_WARMUP), TEST_WATCH_WARMUP)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out = out_dir / "watches.yml"
+    out.write_text(
+        f"# Rendered from {opts.watches} by monitor/localstack.py (test intervals).\n"
+        + yaml.safe_dump(doc, sort_keys=False)
+    )
+    return out
 
 
 def render_prometheus_config(
@@ -819,8 +850,14 @@ def up(opts: StackOptions) -> Stack:
             "VIGIL_HOST": "127.0.0.1",
             "VIGIL_PORT": str(ports["vigil"]),
             "VIGIL_ACCESS_LOG": "false",
+            # Watches query Prometheus directly, with the stack's credential.
+            "VIGIL_PROMETHEUS_URL": stack.backend_url("prometheus"),
+            "VIGIL_PROMETHEUS_AUTHORIZATION_FILE": str(secrets_dir / "prometheus.authorization"),
             **opts.service_env,
         }
+        watches = render_watches(opts, render_dir)
+        if watches is not None:
+            service_env.setdefault("VIGIL_WATCHES", str(Path(watches).resolve()))
         vigil = stack.add(
             spawn("vigil", [sys.executable, "-m", "service", "serve"], service_env, logs)
         )

@@ -29,10 +29,8 @@ def _param(text: str) -> tuple[str, str]:
     return name.strip(), value.strip()
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m service.cli_series")
-    sub = parser.add_subparsers(dest="command", required=True)
-    ev = sub.add_parser("evaluate-series", help="NAB-style scores on labelled series")
+def add_arguments(ev: argparse.ArgumentParser) -> None:
+    """The options of ``evaluate-series`` (also ``python -m service evaluate-series``)."""
     ev.add_argument("--data", type=Path, required=True, help="folder of timestamp,value CSVs")
     ev.add_argument("--windows", type=Path, required=True, help="JSON: file -> [[start, end]]")
     ev.add_argument("--detector", default=DEFAULT_KIND, choices=list(KINDS))
@@ -45,6 +43,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="a detector parameter (repeatable)",
     )
     ev.add_argument("--plot", type=Path, metavar="DIR", help="write one PNG per series here")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m service.cli_series")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_arguments(sub.add_parser("evaluate-series", help="NAB-style scores on labelled series"))
     return parser
 
 
@@ -98,7 +102,10 @@ def write_plots(run: CorpusRun, out: Path) -> list[Path]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    return run(build_parser().parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> int:
     try:
         KINDS[args.detector].resolve(dict(args.param))  # a bad parameter fails before any work
         corpus = read_corpus(args.data, args.windows)

@@ -143,6 +143,28 @@ class Settings(BaseSettings):
         60.0, gt=0, description="At most one anomaly.detected delivery per model this often."
     )
 
+    max_series_points: int = Field(
+        100_000, ge=3, description="Most points in one POST /series/detect, all series together."
+    )
+    prometheus_url: str | None = Field(
+        None,
+        pattern=r"^https?://\S+$",
+        description="Prometheus for watches and POST /series/detect's prometheus queries.",
+    )
+    prometheus_authorization_file: Path | None = Field(
+        None,
+        description=(
+            "A file holding the Authorization header value sent to Prometheus"
+            " (e.g. 'Basic ...'); unset: none."
+        ),
+    )
+    prometheus_timeout: float = Field(
+        5.0, gt=0, description="Seconds a query to Prometheus may take before it counts as failed."
+    )
+    watches: Path | None = Field(
+        None, description="YAML file of watches: PromQL queries scored every step; unset: none."
+    )
+
     @field_validator("webhook_secret")
     @classmethod
     def _webhook_secret_format(cls, value: SecretStr | None) -> SecretStr | None:

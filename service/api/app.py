@@ -20,6 +20,7 @@ from service.api.openapi import install_openapi
 from service.api.routes import admin, kserve_v1, v2, v2_repository
 from service.api.routes import jobs as jobs_routes
 from service.api.routes import models as models_routes
+from service.api.routes import series as series_routes
 from service.api.routes.predict import answer_head_as_get, router
 from service.core.features import InputError
 from service.models.store import ModelNotFound, ModelStore
@@ -27,6 +28,7 @@ from service.runtime import server
 from service.serving import telemetry
 from service.serving.dataplane import NotReady
 from service.settings import Settings
+from service.watches import runner as watch_runner
 
 log = logging.getLogger("vigil")
 
@@ -58,6 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         on_reload=telemetry.record_reload,
     )
 
+    watches = watch_runner.from_settings(settings, shared.root if shared else None)
     reloads: set[asyncio.Task] = set()
 
     def in_background(work) -> None:
@@ -86,6 +89,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 loop.add_signal_handler(sig, handler)
         except (ValueError, RuntimeError, NotImplementedError):
             log.debug("not in the main thread: SIGHUP reload is off")
+        if watches is not None:
+            watches.start()  # a thread: Prometheus down or slow never blocks the loop
         if shared is not None:
             # Told to follow before the handler was in place, a worker did not hear it: look.
             await anyio.to_thread.run_sync(store.adopt)
@@ -95,6 +100,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         gc.collect()
         gc.freeze()
         yield
+        if watches is not None:
+            await anyio.to_thread.run_sync(watches.stop)
         with suppress(ValueError, RuntimeError, NotImplementedError):
             for sig in signals:
                 loop.remove_signal_handler(sig)
@@ -149,6 +156,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     v2.install(app.router.routes)  # Open Inference Protocol V2, infer beside /predictions
     for protocol in (v2_repository, kserve_v1):  # V2's repository extension, KServe V1
         app.router.routes.extend(protocol.router.routes)
+    app.router.routes.extend(series_routes.router.routes)
     app.include_router(admin.router, include_in_schema=settings.admin_token is not None)
     job_metrics = jobs_routes.install(app, settings)
     http_metrics.instrument(app, job_metrics)

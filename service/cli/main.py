@@ -188,6 +188,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     j = sub.add_parser("jobs", help="submit, watch and list training jobs on a running service")
     jobs_cli.add_arguments(j)
+    from service import cli_series
+
+    es = sub.add_parser(
+        "evaluate-series",
+        help="NAB-style scores of a series detector on labelled series",
+        description=cli_series.__doc__,
+    )
+    cli_series.add_arguments(es)
     return p
 
 
@@ -446,6 +454,7 @@ def main(argv: list[str] | None = None) -> int:
         "compare": _cmd_compare,
         "drift": _cmd_drift,
         "jobs": _cmd_jobs,
+        "evaluate-series": _cmd_evaluate_series,
     }
     return handler[args.command](args)
 
@@ -472,3 +481,9 @@ def _cmd_jobs(args: argparse.Namespace) -> int:
     from service.cli import jobs as jobs_cli
 
     return jobs_cli.run(args)
+
+
+def _cmd_evaluate_series(args: argparse.Namespace) -> int:
+    from service import cli_series
+
+    return cli_series.run(args)

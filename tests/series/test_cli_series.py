@@ -86,3 +86,20 @@ def test_unusable_input_exits_2_with_the_reason(tmp_path) -> None:
     out = run("--data", str(data), "--windows", str(missing))
     assert out.returncode == 2
     assert "a/missing.csv is not a file under" in out.stderr
+
+
+def test_python_m_service_evaluate_series_is_the_same_command(tmp_path) -> None:
+    data, wfile = corpus(tmp_path)
+    args = ["--data", str(data), "--windows", str(wfile), "--detector", "rolling"]
+    direct = run(*args)
+    main = subprocess.run(
+        [sys.executable, "-m", "service", "evaluate-series", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert main.returncode == direct.returncode == 0, main.stderr
+    strip = [line for line in main.stdout.splitlines() if "detection took" not in line]
+    assert strip == [line for line in direct.stdout.splitlines() if "detection took" not in line]
+    assert "detector rolling" in main.stdout
