@@ -93,6 +93,7 @@ class ModelRef:
         )
 
 
+_KEPT_MODELS = 4
 _models: dict[tuple[str, str], Model] = {}
 _models_lock = threading.Lock()
 
@@ -113,6 +114,8 @@ def worker_model(ref: ModelRef) -> tuple[Model, bool]:
             )
         art = artifact.from_verified(verified)
         model = Model(art, source=Path(ref.path), name=ref.name, number=ref.number)
+        while len(_models) >= _KEPT_MODELS:  # a long-lived worker serves many runs
+            _models.pop(next(iter(_models)))
         _models[key] = model
         return model, True
 
@@ -545,8 +548,12 @@ def _parquet_features(
 def dask_client(scheduler: str | None = None, workers: int | None = None) -> Iterator[Any]:
     """A client of the scheduler at ``scheduler``, or of a local cluster of ``workers``
     single-threaded processes (default: one per core the process may use, at most 4)."""
-    from distributed import Client, LocalCluster
-
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        raise DaskError(
+            "--engine dask needs dask and distributed (pip install -r requirements.txt)"
+        ) from None
     if scheduler:
         try:
             client = Client(scheduler, timeout="15s")
