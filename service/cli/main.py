@@ -179,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--partition-size",
         type=_byte_size,
         metavar="BYTES",
-        help="input bytes per partition, e.g. 64M (the default), 512K",
+        help="input bytes per partition, e.g. 512K (default: 4 per worker thread, 1M to 64M)",
     )
 
     e = sub.add_parser(
@@ -496,7 +496,7 @@ def _score_on_dask(args: argparse.Namespace) -> int:
                 ref,
                 client,
                 chunk_rows=args.chunk_rows,
-                partition_bytes=args.partition_size or dask_scoring.DEFAULT_PARTITION_BYTES,
+                partition_bytes=args.partition_size,
                 on_error=on_error,
                 on_progress=bar.update if bar is not None else None,
                 max_line_bytes=limit,
