@@ -85,8 +85,10 @@ class ModelRef:
     def from_manifest(cls, path: str | Path, name: str = "default", number: int = 1) -> ModelRef:
         """The model at ``path`` (an :class:`ArtifactError` as ``score`` gives for a bad one);
         nothing is unpickled here."""
-        path = Path(path).absolute()
+        if not Path(path).is_file():  # as ``score`` says it, before any cluster starts
+            raise ArtifactError(path, "model file not found")
         manifest = artifact.read_manifest(path)
+        path = Path(path).absolute()
         meta = manifest["metadata"]
         names = meta.get("feature_names")
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
