@@ -666,6 +666,13 @@ class _Job:
         with CsvFile(self.in_path, self.limit) as source:
             reader = _ChunkReader(source, self.ref.feature_names, 1, lambda *_: None)
             header, data_start = reader.header, source.bytes_read
+        names = [h.strip() for h in header]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if self.parquet_out and dupes:  # Parquet readers refuse to pick one of them
+            raise DataError(
+                f"{self.in_path}: columns {list_names(dupes)} appear more than once; rename"
+                " them for Parquet output, or write CSV"
+            )
         with self.in_path.open("rb") as fh:
             header_lines = fh.read(data_start).count(b"\n")
         total = self.total_bytes

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from service.data import dask_scoring
+from service.data.csvfile import DataError
 from service.models.artifact import ArtifactError
 from tests.support import REPO, free_port
 
@@ -313,3 +314,15 @@ def test_dask_flags_need_the_dask_engine(tricky_csv, tmp_path):
                  "--scheduler", "tcp://127.0.0.1:1"]) == 2  # fmt: skip
     assert main(["score", str(tmp_path / "x.parquet"), "--out", str(tmp_path / "o.csv")]) == 2
     assert not (tmp_path / "o.csv").exists()
+
+
+def test_parquet_output_refuses_repeated_column_names_before_any_work(model_path, tmp_path):
+    """Parquet readers cannot read a file with two columns of one name: refused up front."""
+    data = tmp_path / "in.csv"
+    data.write_text("a,mean,a,sd\n1,0.1,x,0.1\n")
+    ref = dask_scoring.ModelRef.from_manifest(model_path)
+    with pytest.raises(DataError, match=r"columns \['a'\] appear more than once"):
+        dask_scoring.score_file(
+            data, tmp_path / "out.parquet", ref, client=None, partition_bytes=1 << 20
+        )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv"]
