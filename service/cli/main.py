@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from service import __version__
-from service.cli.common import load_model, settings_value
+from service.cli.common import load_model, model_source, settings_value
 
 
 def _max_samples(value: str) -> int | float | str:
@@ -51,6 +51,19 @@ def _positive_int(value: str) -> int:
         raise argparse.ArgumentTypeError("must be a whole number") from None
     if n < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
+    return n
+
+
+def _byte_size(value: str) -> int:
+    units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    text = value.strip().upper().removesuffix("B")
+    number, unit = (text[:-1], text[-1]) if text[-1:] in units else (text, "")
+    try:
+        n = int(float(number) * units[unit])
+    except ValueError:
+        raise argparse.ArgumentTypeError("use a byte count such as 65536, 512K or 64M") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError("must be at least 1 byte")
     return n
 
 
@@ -129,8 +142,12 @@ def build_parser() -> argparse.ArgumentParser:
             " unusable."
         ),
     )
-    c.add_argument("input", metavar="IN.csv", help="CSV with a header naming the model's features")
-    c.add_argument("--out", required=True, metavar="OUT.csv", help="where to write the results")
+    c.add_argument(
+        "input", metavar="IN", help="CSV with a header naming the model's features (or Parquet)"
+    )
+    c.add_argument(
+        "--out", required=True, metavar="OUT", help="where to write the results (.parquet: Parquet)"
+    )
     c.add_argument(
         "--model",
         default=default_model,
@@ -142,6 +159,28 @@ def build_parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         default=None,
         help="progress bar on stderr (default: when stderr is a terminal)",
+    )
+    d = c.add_argument_group("on Dask (the same results, from partitions scored in parallel)")
+    d.add_argument(
+        "--engine",
+        choices=("single", "dask"),
+        default="single",
+        help="single: this process, CSV only (default); dask: a Dask cluster, CSV or Parquet",
+    )
+    d.add_argument(
+        "--scheduler",
+        metavar="tcp://HOST:PORT",
+        help="a running Dask scheduler (default: a local cluster); IN and OUT's folder must be"
+        " at the same paths on its workers",
+    )
+    d.add_argument(
+        "--workers", type=_positive_int, help="local cluster processes (default: cores, max 4)"
+    )
+    d.add_argument(
+        "--partition-size",
+        type=_byte_size,
+        metavar="BYTES",
+        help="input bytes per partition, e.g. 512K (default: 4 per worker thread, 1M to 64M)",
     )
 
     e = sub.add_parser(
@@ -355,6 +394,16 @@ def cmd_score(args: argparse.Namespace) -> int:
     from service.data.dataset import DataError
     from service.models.artifact import ArtifactError
 
+    if args.engine == "dask":
+        return _score_on_dask(args)
+    dask_only = [f for f in ("scheduler", "workers", "partition_size") if getattr(args, f)]
+    if dask_only:
+        flag = "--" + dask_only[0].replace("_", "-")
+        print(f"error: {flag} is for --engine dask", file=sys.stderr)
+        return 2
+    if Path(args.input).suffix.lower() in (".parquet", ".pq"):
+        print(f"error: {args.input}: Parquet input needs --engine dask", file=sys.stderr)
+        return 2
     try:
         limit = _csv_line_limit()
         model = load_model(args.model)
@@ -397,6 +446,69 @@ def cmd_score(args: argparse.Namespace) -> int:
         print(
             f"warning: {result.failed} rows could not be scored (their result cells are empty;"
             " line numbers above)",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def _score_on_dask(args: argparse.Namespace) -> int:
+    """``score --engine dask``: the same output, exit status and messages as ``score``."""
+    from service.data import dask_scoring
+    from service.data.batch_scoring import ProgressBar
+    from service.data.dataset import DataError
+    from service.models.artifact import ArtifactError
+
+    if args.scheduler and args.workers:
+        print("error: --workers is for the local cluster, not --scheduler", file=sys.stderr)
+        return 2
+    try:
+        limit = _csv_line_limit()
+        ref = dask_scoring.ModelRef.from_manifest(*model_source(args.model))
+    except (ArtifactError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    show = sys.stderr.isatty() if args.progress is None else args.progress
+    bar = ProgressBar(sys.stderr, f"scoring {Path(args.input).name}") if show else None
+    place = "row" if dask_scoring.is_parquet(args.input) else "line"
+
+    def on_error(failure) -> None:
+        if bar is not None:
+            bar.clear_line()
+        where = f"{args.input}, {place} {failure.line}"
+        print(f"{where}: not scored: {failure.reason}", file=sys.stderr)
+
+    try:
+        with dask_scoring.dask_client(args.scheduler, args.workers) as client:
+            result = dask_scoring.score_file(
+                args.input,
+                args.out,
+                ref,
+                client,
+                chunk_rows=args.chunk_rows,
+                partition_bytes=args.partition_size,
+                on_error=on_error,
+                on_progress=bar.update if bar is not None else None,
+                max_line_bytes=limit,
+            )
+    except (DataError, ArtifactError, dask_scoring.DaskError, OSError) as exc:
+        if bar is not None:
+            bar.clear_line()
+        message = _cannot_write(args.out, exc) if isinstance(exc, OSError) else f"error: {exc}"
+        print(message, file=sys.stderr)
+        return 2
+    if bar is not None:
+        bar.clear_line()
+    rate = result.rows / result.elapsed_s if result.elapsed_s else 0.0
+    print(
+        f"scored {result.scored} of {result.rows} rows with model {ref.version} into"
+        f" {args.out}: {result.anomalies} anomalies; {result.elapsed_s:.1f} s, {rate:,.0f} rows/s"
+        f" ({result.partitions} partitions on Dask)"
+    )
+    if result.failed:
+        print(
+            f"warning: {result.failed} rows could not be scored (their result cells are empty;"
+            f" {place} numbers above)",
             file=sys.stderr,
         )
         return 1
