@@ -60,7 +60,7 @@ def _default_version(session: requests.Session, url: str, name: str) -> str:
         return f"unreachable ({type(exc).__name__})"
     if r.status_code != 200:
         return f"HTTP {r.status_code}"
-    return str(r.json().get("default_version"))
+    return str(r.json().get("version"))  # the default version, which it serves
 
 
 def _reload(session: requests.Session, url: str) -> str | None:
