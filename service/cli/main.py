@@ -235,6 +235,14 @@ def build_parser() -> argparse.ArgumentParser:
         description=cli_series.__doc__,
     )
     cli_series.add_arguments(es)
+    from service.cli import rollout as rollout_cli
+
+    ro = sub.add_parser(
+        "rollout",
+        help="move a model's default alias and wait until every replica serves it",
+        description=rollout_cli.__doc__,
+    )
+    rollout_cli.add_arguments(ro)
     return p
 
 
@@ -567,6 +575,7 @@ def main(argv: list[str] | None = None) -> int:
         "drift": _cmd_drift,
         "jobs": _cmd_jobs,
         "evaluate-series": _cmd_evaluate_series,
+        "rollout": _cmd_rollout,
     }
     return handler[args.command](args)
 
@@ -599,3 +608,9 @@ def _cmd_evaluate_series(args: argparse.Namespace) -> int:
     from service import cli_series
 
     return cli_series.run(args)
+
+
+def _cmd_rollout(args: argparse.Namespace) -> int:
+    from service.cli import rollout as rollout_cli
+
+    return rollout_cli.run(args)
