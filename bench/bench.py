@@ -56,6 +56,7 @@ from harness import (
     on_core,
     pinned,
     post_script,
+    rows_like_the_sample_data,
     rows_per_second,
     run_wrk,
     seconds_per_call,
@@ -151,10 +152,6 @@ def make_model(tmp: Path) -> tuple[Path, Path, np.ndarray]:
     estimator_path = tmp / "estimator.joblib"
     joblib.dump(estimator, estimator_path)
     return tmp / "model.joblib", estimator_path, X_train
-
-
-def rows_like_the_sample_data(n: int, n_features: int = 2, seed: int = 0) -> np.ndarray:
-    return np.round(np.random.default_rng(seed).normal(0.1, 0.1, (n, n_features)), 6)
 
 
 def batch_over_http(vigil: Server, X: np.ndarray, tmp: Path, mode: Mode) -> WrkResult:

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import requests
 
 REPO = Path(__file__).resolve().parents[1]
@@ -229,6 +230,10 @@ def post_script(tmp: Path, name: str, body: bytes) -> Path:
 
 
 # ----------------------------------------------------------------------------- in-process timing
+
+
+def rows_like_the_sample_data(n: int, n_features: int = 2, seed: int = 0) -> np.ndarray:
+    return np.round(np.random.default_rng(seed).normal(0.1, 0.1, (n, n_features)), 6)
 
 
 def seconds_per_call(fn: Callable[[], object], budget: float, min_calls: int = 3) -> float:
