@@ -86,6 +86,7 @@ class Mode:
     seconds: int  # wrk duration per round
     warmup: int  # wrk seconds per server before the rounds
     batch_seconds: int
+    latency_seconds: int  # wrk seconds per batch size (cost growth, over HTTP)
     timing_budget: float  # seconds spent timing each in-process cell
     batch_sizes: tuple[int, ...]
     trees: tuple[int, ...]
@@ -94,9 +95,10 @@ class Mode:
 
 FULL = Mode(
     rounds=3,
-    seconds=8,
+    seconds=5,
     warmup=2,
     batch_seconds=8,
+    latency_seconds=3,
     timing_budget=0.3,
     batch_sizes=(1, 10, 100, 1000, 2000, 5000, 10_000),
     trees=(100, 200, 500, 1000),
@@ -107,6 +109,7 @@ QUICK = Mode(
     seconds=1,
     warmup=1,
     batch_seconds=1,
+    latency_seconds=1,
     timing_budget=0.03,
     batch_sizes=(1, 100, 10_000),
     trees=(100, 300),
@@ -265,7 +268,7 @@ def measure(mode: Mode, kind_names: list[str], kinds_mode: kinds.KindsMode) -> d
         rss_single_rows = vigil.rss_mb()
         X_batch = rows_like_the_sample_data(BATCH_ROWS)
         batch = batch_over_http(vigil, X_batch, tmp, mode)
-        http_latency = http_batch_latency(vigil.url, mode.batch_sizes, tmp, mode.batch_seconds)
+        http_latency = http_batch_latency(vigil.url, mode.batch_sizes, tmp, mode.latency_seconds)
         rss = {s.name: s.rss_mb() for s in servers}
         vigil_peak = vigil.peak_rss_mb()
         for s in servers[1:]:

@@ -20,6 +20,7 @@ servers) serves them all, and for each kind:
 from __future__ import annotations
 
 import json
+import statistics
 import subprocess
 import sys
 import warnings
@@ -30,12 +31,12 @@ from pathlib import Path
 import numpy as np
 import requests
 from harness import (
+    BENCH,
     REPO,
     SERVER_CORE,
     SINGLE_PATH,
     Server,
     WrkResult,
-    alternating_rounds,
     fmt_ms,
     median_result,
     on_core,
@@ -60,13 +61,13 @@ TRAIN_JOBS = 2  # trainings at a time (the machine has 2 cores)
 @dataclass(frozen=True)
 class KindsMode:
     rounds: int
-    seconds: int  # wrk seconds per kind per round
+    seconds: int  # wrk seconds per kind (and per no-op run between kinds) per round
     warmup: int
     batch_seconds: int
     library_budget: float  # seconds of back-to-back in-process library calls per kind
 
 
-FULL = KindsMode(rounds=3, seconds=3, warmup=1, batch_seconds=3, library_budget=1.0)
+FULL = KindsMode(rounds=3, seconds=2, warmup=1, batch_seconds=3, library_budget=1.0)
 QUICK = KindsMode(rounds=1, seconds=1, warmup=1, batch_seconds=1, library_budget=0.2)
 
 
@@ -154,6 +155,38 @@ def batch(vigil: Server, kind: str, body: bytes, tmp: Path, mode: KindsMode) -> 
     return run_wrk(url, script, mode.batch_seconds, connections=1), scores
 
 
+def bracketed_rounds(
+    noop_url: str, targets: dict[str, str], mode: KindsMode
+) -> tuple[dict[str, list[WrkResult]], dict[str, list[float]], list[WrkResult]]:
+    """wrk on every kind's one-row route, each run between two runs of the no-op.
+
+    A kind's share of the no-op in a round is its req/s over the mean of the no-op runs just
+    before and after it, so load that other programs put on the machine falls on both sides of
+    the ratio; the kinds take turns in rotating order, and the median round counts.
+    """
+    post = BENCH / "post.lua"
+    for url in (noop_url, *targets.values()):
+        run_wrk(url, post, mode.warmup)
+    names = list(targets)
+    runs: dict[str, list[WrkResult]] = {k: [] for k in names}
+    shares: dict[str, list[float]] = {k: [] for k in names}
+    noops: list[WrkResult] = []
+    for r in range(mode.rounds):
+        shift = r % len(names)
+        before = run_wrk(noop_url, post, mode.seconds)
+        noops.append(before)
+        for kind in names[shift:] + names[:shift]:
+            result = run_wrk(targets[kind], post, mode.seconds)
+            after = run_wrk(noop_url, post, mode.seconds)
+            noops.append(after)
+            runs[kind].append(result)
+            shares[kind].append(result.rps / ((before.rps + after.rps) / 2))
+            before = after
+        done = "  ".join(f"{k} {shares[k][-1]:.0%}" for k in names)
+        print(f"  round {r + 1}/{mode.rounds}, share of the no-op: {done}", flush=True)
+    return runs, shares, noops
+
+
 def measure(
     vigil: Server,
     noop: Server,
@@ -165,44 +198,49 @@ def measure(
     mode: KindsMode,
 ) -> dict:
     """Everything the per-kind table shows, as plain numbers."""
-    answers = {k: requests.post(vigil.url + single_path(k), json=[0.1, 0.1]).json() for k in kinds}
-    for kind, a in answers.items():
+    for kind in kinds:
+        a = requests.post(vigil.url + single_path(kind), json=[0.1, 0.1], timeout=10).json()
         if a.get("kind") != kind or a.get("model") != kind:
             raise AssertionError(f"/models/{kind}/prediction answered {a}")
-    targets = [("no-op", noop.url + SINGLE_PATH), *((k, vigil.url + single_path(k)) for k in kinds)]
-    runs = alternating_rounds(targets, mode.rounds, mode.seconds, mode.warmup)
+    runs, single_shares, noops = bracketed_rounds(
+        noop.url + SINGLE_PATH, {k: vigil.url + single_path(k) for k in kinds}, mode
+    )
     rss_single = vigil.rss_mb()
 
-    body = json.dumps(X_batch.tolist()).encode()
-    http: dict[str, WrkResult] = {}
-    served: dict[str, np.ndarray] = {}
-    for kind in kinds:
-        http[kind], served[kind] = batch(vigil, kind, body, tmp, mode)
-        print(f"  batch {kind}: {http[kind].rps * BATCH_ROWS:,.0f} rows/s", flush=True)
-    rss_after, peak = vigil.rss_mb(), vigil.peak_rss_mb()
-
     libs = libraries(registry, kinds, X_train)
+    body = json.dumps(X_batch.tolist()).encode()
     rows: dict[str, dict] = {}
-    with warnings.catch_warnings(), on_core(SERVER_CORE):
-        warnings.simplefilter("ignore")
-        for kind in kinds:
-            lib_batch, lib_reference = libs[kind]
+    for kind in kinds:
+        http, served = batch(vigil, kind, body, tmp, mode)
+        lib_batch, lib_reference = libs[kind]
+        with warnings.catch_warnings(), on_core(SERVER_CORE):  # right after, on the same core
+            warnings.simplefilter("ignore")
             lib_rows_s = rows_per_second(
                 lambda f=lib_batch: f(X_batch), BATCH_ROWS, mode.library_budget
             )
-            exact = exactness(served[kind][:EXACT_ROWS], lib_reference(X_batch[:EXACT_ROWS]))
-            rows[kind] = {
-                "single": asdict(median_result(runs[kind])),
-                "batch": asdict(http[kind]),
-                "http_rows_per_s": http[kind].rps * BATCH_ROWS,
-                "library_rows_per_s": lib_rows_s,
-                "exact_error_over_tolerance": exact,
-            }
+            exact = exactness(served[:EXACT_ROWS], lib_reference(X_batch[:EXACT_ROWS]))
+        rows[kind] = {
+            "single": asdict(median_result(runs[kind])),
+            "share_of_noop": statistics.median(single_shares[kind]),
+            "shares_of_noop": single_shares[kind],
+            "batch": asdict(http),
+            "http_rows_per_s": http.rps * BATCH_ROWS,
+            "library_rows_per_s": lib_rows_s,
+            "exact_error_over_tolerance": exact,
+        }
+        print(
+            f"  batch {kind}: {rows[kind]['http_rows_per_s']:,.0f} rows/s over HTTP,"
+            f" library {lib_rows_s:,.0f}",
+            flush=True,
+        )
     return {
-        "noop": asdict(median_result(runs["no-op"])),
-        "rounds": {name: [asdict(r) for r in rs] for name, rs in runs.items()},
+        "noop": asdict(median_result(noops)),
         "kinds": rows,
-        "rss_mb": {"after_single_rows": rss_single, "after_batches": rss_after, "peak": peak},
+        "rss_mb": {
+            "after_single_rows": rss_single,
+            "after_batches": vigil.rss_mb(),
+            "peak": vigil.peak_rss_mb(),
+        },
     }
 
 
@@ -211,9 +249,8 @@ def measure(
 
 def shares(r: dict) -> dict[str, tuple[float, float]]:
     """Per kind: (req/s share of the no-op, HTTP batch rows/s share of the library)."""
-    noop = r["noop"]["rps"]
     return {
-        kind: (k["single"]["rps"] / noop, k["http_rows_per_s"] / k["library_rows_per_s"])
+        kind: (k["share_of_noop"], k["http_rows_per_s"] / k["library_rows_per_s"])
         for kind, k in r["kinds"].items()
     }
 
@@ -232,11 +269,15 @@ def _mark(ok: bool) -> str:
 def render(r: dict, mode: KindsMode) -> list[str]:
     noop = WrkResult(**r["noop"])
     out = [
-        f"every detector kind, one Vigil serving all {len(r['kinds'])} (VIGIL_REGISTRY, 1 worker):"
-        f" wrk -c16 -d{mode.seconds}s POST /models/KIND/prediction?score=true, median of"
-        f" {mode.rounds} round(s) alternating with the no-op ({noop.rps:,.0f} req/s,"
-        f" p99 {fmt_ms(noop.p99_ms)}); {BATCH_ROWS:,}-row batches POST /models/KIND/predictions"
-        f"?score=true (wrk -c1) vs the library's in-process rows/s on core {SERVER_CORE}",
+        f"every detector kind: one Vigil serving all {len(r['kinds'])} (VIGIL_REGISTRY, 1 worker)",
+        f"  one row: wrk -c16 -d{mode.seconds}s POST /models/KIND/prediction?score=true, each run"
+        f" between two no-op runs (no-op median {noop.rps:,.0f} req/s, p99"
+        f" {fmt_ms(noop.p99_ms)}); vs no-op: median over {mode.rounds} round(s) of req/s over the"
+        " mean of the two no-op runs around it",
+        f"  batch: {BATCH_ROWS:,} rows, wrk -c1 -d{mode.batch_seconds}s POST"
+        " /models/KIND/predictions?score=true, then the library in-process on core"
+        f" {SERVER_CORE} (its own batch call); exact: served scores of the first {EXACT_ROWS}"
+        " rows = the library's to 1e-9",
     ]
     flags = met(r)
     rows = []
@@ -283,7 +324,7 @@ def render(r: dict, mode: KindsMode) -> list[str]:
     out += [
         f"  targets: single row >= {MIN_SHARE_OF_NOOP:.0%} of the no-op met by {singles}/{n}"
         f" kinds; batches >= {MIN_BATCH_SHARE_OF_LIBRARY:.0%} of the library met by"
-        f" {batches}/{n}; exact on the batch's first {EXACT_ROWS} rows: exact"
+        f" {batches}/{n}; exact:"
         f" {sum(k['exact_error_over_tolerance'] <= 1 for k in r['kinds'].values())}/{n}",
         f"  RSS (VmRSS) of the worker with all {n} kinds loaded: {rss['after_single_rows']:.0f} MB"
         f" after the single-row runs, {rss['after_batches']:.0f} MB after the batches"
