@@ -18,7 +18,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Literal
@@ -346,9 +346,10 @@ class ModelStore:
             previous = current.default.version if current.default else None
             try:
                 catalog, planned = self._build(self._snapshot(), current, strict=True)
-                unchanged = catalog.plan_sha256() == current.plan_sha256() and {
-                    n: e.registered for n, e in current.models.items()
-                } == {n: e.registered for n, e in catalog.models.items()}
+                # Unchanged: every model serves the same versions under the same aliases. A
+                # version registered but not loaded changes nothing served, yet the listings
+                # (/models' registered_versions) should show it: the catalog is still swapped.
+                unchanged = catalog.plan_sha256() == current.plan_sha256()
                 if not unchanged:
                     self._publish(catalog, planned)
             except (ArtifactError, RegistryError, OSError, ValueError) as exc:
@@ -364,6 +365,10 @@ class ModelStore:
                 self._count("refused")
                 return ReloadOutcome("refused", previous, previous, reason)
             if unchanged:
+                if {n: e.registered for n, e in current.models.items()} != {
+                    n: e.registered for n, e in catalog.models.items()
+                }:
+                    self._catalog = _with_registered(current, catalog)
                 self._count("unchanged")
                 return ReloadOutcome("unchanged", previous, previous)
             changes = _changes(current, catalog)
@@ -431,6 +436,17 @@ def _build_model(verified: Verified, source: Path, name: str, number: int) -> Mo
         raise ArtifactError(
             verified.path, f"failed its checks: {type(exc).__name__}", detail=str(exc)
         ) from None
+
+
+def _with_registered(current: Catalog, new: Catalog) -> Catalog:
+    """``current`` (the very models and metrics it serves) with ``new``'s registered lists."""
+    models = {
+        name: replace(entry, registered=new.models[name].registered)
+        if name in new.models
+        else entry
+        for name, entry in current.models.items()
+    }
+    return replace(current, models=MappingProxyType(models))
 
 
 def _reuse(current: Catalog, name: str, number: int, sha256: str) -> Model | None:

@@ -364,6 +364,16 @@ def test_a_bad_submission_is_refused_before_it_is_queued(queue_only, kw, status,
     assert after == before
 
 
+@pytest.mark.parametrize("seed", [{}, [], 1.5, True, "x", -1, 2**32])
+def test_a_json_submission_with_a_bad_seed_is_a_422_naming_it(queue_only, seed):
+    body = {"detector": "iforest", "feature_names": ["a"], "rows": [[1.0]] * 20, "seed": seed}
+    r = requests.post(
+        f"{queue_only.url}/models/m/training-jobs", json=body, headers=AUTH, timeout=5
+    )
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"].startswith("seed: expected a whole number")
+
+
 def test_content_type_token_and_form_are_checked(queue_only):
     url = f"{queue_only.url}/models/m/training-jobs"
     r = requests.post(url, data=SMALL_CSV, headers={**AUTH, "Content-Type": "text/csv"}, timeout=5)

@@ -69,7 +69,8 @@ def test_metrics_count_exactly_what_was_sent(tmp_path, model_path, reference):
         inference = {"model": "default", "endpoint": "prediction"}
         assert metric(m, "vigil_inference_duration_seconds_count", **inference) == 4
         assert metric(m, "vigil_model_ready", model="default") == 1
-        assert metric(m, "vigil_model_info", kind="iforest", **v1) == 1
+        info = {"kind": "iforest", "model_version": model.version, **v1}
+        assert metric(m, "vigil_model_info", **info) == 1
         assert metric(m, "vigil_model_default", **v1) == 1
         assert (
             metric(m, "vigil_model_expected_anomaly_ratio", **v1)

@@ -150,9 +150,12 @@ def test_admin_reload_under_load(served):
     m = scrape(server.url)
     assert metric(m, "vigil_model_reloads_total", result="reloaded") == 1
     assert metric(m, "vigil_model_reloads_total", result="refused") == len(BAD)
-    # The file is version 1 of the model "default" whatever its content: one series.
+    # The file is version 1 of the model "default" whatever its content: one series at 1, whose
+    # model_version is the file's content hash now (the replaced one's is dropped).
     info = [dict(k[1]) for k in m if k[0] == "vigil_model_info" and m[k] == 1]
-    assert info == [{"model": "default", "version": "1", "kind": "iforest"}]
+    assert info == [
+        {"model": "default", "version": "1", "kind": "iforest", "model_version": second}
+    ]
     print(
         f"reload under load: {load.sent} requests, {len(load.failures)} failed, "
         f"versions served {dict(load.versions)}"
