@@ -42,7 +42,7 @@ $(MODEL): | $(DATA_DIR)/train.csv
 
 .PHONY: help
 help: ## list the targets
-	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sort | \
+	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | sort | \
 		awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-22s\033[0m %s\n", $$1, $$2}'
 
 .PHONY: venv
@@ -128,3 +128,16 @@ clean: ## remove generated data, models and run state (keeps .venv)
 
 include monitor/monitor.mk
 include bench/bench.mk
+
+# Kubernetes (deploy/kubernetes/): the kustomize base and an example overlay.
+K8S_DIR ?= deploy/kubernetes/base
+KUBECTL ?= $(VENV)/bin/kubectl
+
+.PHONY: k8s-generate
+k8s-generate: $(DEV) ## rewrite the PrometheusRule and dashboard ConfigMap from monitor/
+	$(PY) -m deploy.kubernetes.generate
+
+.PHONY: k8s-render
+k8s-render: $(DEV) ## print the manifests of K8S_DIR (default the base; refuses stale generated files)
+	@$(PY) -m deploy.kubernetes.generate --check
+	@$(KUBECTL) kustomize $(K8S_DIR)

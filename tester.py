@@ -23,10 +23,21 @@ from --seed. Kinds:
   drop     subtract MAGNITUDE (in (0, 1]) times the column's range
   offline  set to 0 (MAGNITUDE is optional and ignored)
   scale    multiply by MAGNITUDE (> 0)
+  drift    shift by up to MAGNITUDE times the column's standard deviation (not 0): a linear
+           ramp from 0 at START to all of it at START+DURATION, then held to the end of the
+           stream (drift does not go away by itself), to exercise the drift alerts
 The standard deviation and range are those of the column in the data file. Injected rows are
 labelled, and the summary gives the precision, recall and F1 of the service's is_anomaly
 against those labels, and against the file's own label column when it has one (label or
 is_anomaly, or --label-column).
+
+--series CSV replays a timestamp,value file (an optional label column too) as a stream through
+POST /series/detect: point i is due i/--rate seconds after the start; once a second the
+client sends every point due so far and keeps the answers for the new ones (the detection is
+causal, so the earlier points' answers never change: it checks that). --inject applies to the
+value, --detector and --param choose the detector. The summary gives precision, recall and
+F1 of is_anomaly against the injected and labelled points, and a NAB-style score (standard
+profile) of the flags against windows around them.
 
 Needs only ``requests``. Exit status: 0 if every request succeeded, 1 if some failed, 2 if
 the service cannot be used at all, 130 if interrupted (the summary is printed all the same).
@@ -188,12 +199,13 @@ def read_data(path: str, feature_names: list[str], label_column: str | None = No
 
 # ---------------------------------------------------------------------------- injection
 
-KINDS = ("spike", "step", "drop", "offline", "scale")
+KINDS = ("spike", "step", "drop", "offline", "scale", "drift")
 
 
 @dataclass(frozen=True)
 class Injection:
-    """One anomaly to inject: KIND over [START, START + DURATION) seconds of the stream."""
+    """One anomaly to inject: KIND over [START, START + DURATION) seconds of the stream
+    (drift: ramped up over that window, then held from START + DURATION on)."""
 
     kind: str
     start: float
@@ -223,6 +235,7 @@ class Injection:
             "drop": (0 < magnitude <= 1, "MAGNITUDE in (0, 1] (a share of the range)"),
             "offline": (True, ""),
             "scale": (magnitude > 0 and magnitude != 1, "MAGNITUDE > 0 and not 1 (a factor)"),
+            "drift": (magnitude != 0, "a MAGNITUDE other than 0 (standard deviations)"),
         }
         ok, needs = valid[kind]
         if not ok:
@@ -230,7 +243,15 @@ class Injection:
         return cls(kind, start, duration, magnitude)
 
     def active(self, t: float) -> bool:
+        if self.kind == "drift":
+            return self.start <= t
         return self.start <= t < self.start + self.duration
+
+    def ramp(self, t: float) -> float:
+        """The share of the magnitude applied at ``t``: drift's linear ramp, 1 for the rest."""
+        if self.kind != "drift":
+            return 1.0
+        return min(1.0, (t - self.start) / self.duration)
 
     def describe(self) -> str:
         m = f"{self.magnitude:g}"
@@ -240,6 +261,7 @@ class Injection:
             "drop": f"subtract {m} of the range",
             "offline": "set to 0",
             "scale": f"multiply by {m}",
+            "drift": f"shift by 0 to {m} standard deviations, a linear ramp, then held",
         }[self.kind]
         end = self.start + self.duration
         return f"{self.kind} from {self.start:g} s to {end:g} s: {what}"
@@ -281,10 +303,10 @@ class Injector:
         self.rng = random.Random(seed)
 
     def _change(self, kind: str, magnitude: float, value: float, column: int) -> float:
+        if kind in ("step", "drift"):  # drift's magnitude comes ramped
+            return value + magnitude * self.stats.std[column]
         if kind == "spike":
             return value * self.rng.uniform(1.0, magnitude)
-        if kind == "step":
-            return value + magnitude * self.stats.std[column]
         if kind == "drop":
             return value - magnitude * self.stats.range[column]
         if kind == "offline":
@@ -303,8 +325,9 @@ class Injector:
                 continue
             if out is row:
                 out = list(row)
+            magnitude = inj.magnitude * inj.ramp(t)
             for c in self.columns:
-                out[c] = self._change(inj.kind, inj.magnitude, out[c], c)
+                out[c] = self._change(inj.kind, magnitude, out[c], c)
             injected = True
         return out, injected
 
@@ -631,7 +654,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="share of the rows in a window that are injected (default 1)",
     )
     s.add_argument("--seed", type=int, help="seed of the injections (default: random, printed)")
+    t = p.add_argument_group("series")
+    t.add_argument("--series", metavar="CSV", help="replay a timestamp,value file as a stream")
+    t.add_argument("--detector", help="series detector kind (default: the service's)")
+    t.add_argument(
+        "--param", action="append", default=[], metavar="NAME=VALUE", help="detector parameter"
+    )
     args = p.parse_args(argv)
+    if args.series:
+        if args.stream or args.batch:
+            p.error("--series replays its own stream: leave out --stream and --batch")
+        args.stream = True  # --rate, --duration, --inject and --seed apply
+        args.series_duration = args.duration  # None: the whole file
+    elif args.detector or args.param:
+        p.error("--detector and --param need --series")
 
     stream_only = {
         "--rate": args.rate,
@@ -729,6 +765,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     base = args.url.rstrip("/")
     session = make_session(args)
+    if args.series:
+        return replay_series(args, base, session)
     try:
         info = session.get(f"{base}/model_information", timeout=args.timeout)
     except requests.RequestException as exc:
@@ -855,6 +893,234 @@ def report(stats: Stats, args: argparse.Namespace, schedule: Schedule, data: Dat
     if stats.vs_either is not None:
         lines.append(stats.vs_either.report("vs injected or labelled"))
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------- series replay
+
+
+@dataclass
+class SeriesData:
+    timestamps: list[float | str]
+    values: list[float | None]
+    labels: list[bool] | None
+    label_column: str | None
+
+
+def read_series(path: str, label_column: str | None = None) -> SeriesData:
+    """A timestamp,value CSV (header first), with the label column if it has one."""
+    with open(path, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        header = reader.fieldnames or []
+        if "timestamp" not in header or "value" not in header:
+            raise SystemExit(f"error: {path} needs timestamp and value columns (has {header})")
+        if label_column is None:
+            label_column = next((c for c in LABEL_COLUMNS if c in header), None)
+        elif label_column not in header:
+            raise SystemExit(f"error: {path} has no label column {label_column!r} ({header})")
+        ts, xs, labels = [], [], []
+        for line_no, record in enumerate(reader, start=2):
+            stamp = (record["timestamp"] or "").strip()
+            try:
+                ts.append(float(stamp))  # Unix seconds
+            except ValueError:
+                ts.append(stamp)  # ISO 8601, checked by the service
+            cell = (record["value"] or "").strip()
+            try:
+                x = float(cell) if cell else None
+            except ValueError:
+                raise SystemExit(f"error: {path}, line {line_no}: value {cell!r}") from None
+            xs.append(None if x is None or not math.isfinite(x) else x)
+            if label_column is not None:
+                try:
+                    labels.append(parse_label(record[label_column] or ""))
+                except ValueError as exc:
+                    raise SystemExit(f"error: {path}, line {line_no}: {exc}") from None
+    return SeriesData(ts, xs, labels if label_column else None, label_column)
+
+
+def _as_number(text: str) -> object:
+    try:
+        return int(text)
+    except ValueError:
+        try:
+            return float(text)
+        except ValueError:
+            return text
+
+
+# NAB's standard profile and sigmoid: a minimal copy of service/series/nab.py (pinned to it by
+# tests/test_tester_series.py) so that tester.py needs nothing but requests.
+NAB_A_TP, NAB_A_FP, NAB_A_FN = 1.0, 0.11, 1.0
+
+
+def nab_sigmoid(x: float) -> float:
+    return -1.0 if x > 3.0 else 2.0 / (1.0 + math.exp(5.0 * x)) - 1.0
+
+
+def nab_windows(truth: list[bool]) -> list[tuple[int, int]]:
+    """NAB-style windows around the true anomalies: each run of true points widened, centred,
+    to 10% of the series over the number of runs; overlapping windows merged."""
+    n = len(truth)
+    runs, i = [], 0
+    while i < n:
+        if truth[i]:
+            j = i
+            while j + 1 < n and truth[j + 1]:
+                j += 1
+            runs.append((i, j))
+            i = j + 1
+        else:
+            i += 1
+    if not runs:
+        return []
+    width = max(1, int(0.1 * n / len(runs)))
+    out: list[tuple[int, int]] = []
+    for a, b in runs:
+        pad = max(0, width - (b - a + 1)) // 2
+        left, right = max(0, a - pad), min(n - 1, b + pad)
+        if out and left <= out[-1][1] + 1:
+            out[-1] = (out[-1][0], max(out[-1][1], right))
+        else:
+            out.append((left, right))
+    return out
+
+
+def nab_score(flags: list[bool], windows: list[tuple[int, int]]) -> tuple[float, int, int]:
+    """Standard-profile NAB score of ``flags`` (0 none, 100 perfect), windows found, FPs."""
+    n = len(flags)
+    probation = min(math.floor(0.15 * n), 750)
+    scored = [(a, b) for a, b in windows if b >= probation]
+    if not scored:
+        return math.nan, 0, 0
+    top = nab_sigmoid(-1.0)
+    raw, found, fps = 0.0, 0, 0
+    for left, right in scored:
+        width = right - left + 1
+        hits = [i for i in range(max(left, probation), right + 1) if flags[i]]
+        if hits:
+            raw += NAB_A_TP * nab_sigmoid(-(right - hits[0] + 1) / width) / top
+            found += 1
+        else:
+            raw -= NAB_A_FN
+    for i in range(probation, n):
+        if not flags[i] or any(a <= i <= b for a, b in windows):
+            continue
+        fps += 1
+        before = [(a, b) for a, b in windows if b < i]
+        if before:
+            a, b = before[-1]
+            raw += NAB_A_FP * nab_sigmoid(abs(b - i) / max(b - a, 1))
+        else:
+            raw -= NAB_A_FP
+    null, perfect = -NAB_A_FN * len(scored), NAB_A_TP * len(scored)
+    return 100.0 * (raw - null) / (perfect - null), found, fps
+
+
+def replay_series(args: argparse.Namespace, base: str, session: requests.Session) -> int:
+    data = read_series(args.series, args.label_column)
+    if args.limit:
+        data.timestamps, data.values = data.timestamps[: args.limit], data.values[: args.limit]
+        data.labels = data.labels[: args.limit] if data.labels is not None else None
+    n = len(data.values)
+    rate = args.rate
+    duration = args.series_duration if args.series_duration is not None else n / rate
+    n = min(n, max(1, math.ceil(duration * rate)))
+    values = list(data.values[:n])
+    injected = [False] * n
+    injector = None
+    if args.inject:
+        measured = [[v] for v in values if v is not None]
+        if not measured:
+            raise SystemExit(f"error: {args.series} has no values to inject into")
+        seed = args.seed if args.seed is not None else random.randrange(2**31)
+        injector = Injector(args.inject, [0], args.inject_share, ColumnStats.of(measured), seed)
+        for i, v in enumerate(values):
+            if v is not None:
+                row, injected[i] = injector.apply([v], i / rate)
+                values[i] = row[0]
+    params = {}
+    for text in args.param:
+        name, sep, value = text.partition("=")
+        if not sep:
+            raise SystemExit(f"error: --param {text!r}: use NAME=VALUE")
+        params[name.strip()] = _as_number(value.strip())
+    body: dict = {"params": params, "horizon": 0}
+    if args.detector:
+        body["detector"] = args.detector
+    print(
+        f"replaying {args.series} ({n} points) to {base}/series/detect at {rate:g} points/s"
+        f" ({n / rate:.1f} s)"
+    )
+    if injector is not None:
+        share = f"{args.inject_share:.0%}"
+        print(f"injecting into the value on {share} of the points, seed {injector.seed}:")
+        for inj in args.inject:
+            print(f"  {inj.describe()}")
+    answers: list[dict] = []
+    changed = requests_sent = 0
+    started = time.monotonic()
+    first = min(n, 3)  # the service needs 3 points
+    while len(answers) < n:
+        # Send once a second (and once the first 3 points are due) every point due so far.
+        elapsed = time.monotonic() - started
+        due = min(n, int(elapsed * rate) + 1)
+        if due < first or due == len(answers):
+            time.sleep(max(0.0, min(1.0, max(first, len(answers) + 1) / rate - elapsed)))
+            continue
+        body["timestamps"], body["values"] = data.timestamps[:due], values[:due]
+        try:
+            r = session.post(f"{base}/series/detect", json=body, timeout=args.timeout)
+        except requests.RequestException as exc:
+            print(f"error: {base}/series/detect: {exc}", file=sys.stderr)
+            return 2
+        requests_sent += 1
+        if r.status_code != 200:
+            print(f"error: {base}/series/detect answered {r.status_code}: {r.text[:300]}",
+                  file=sys.stderr)  # fmt: skip
+            return 2
+        points = r.json()["points"]
+        if len(points) != due:
+            print(
+                f"error: {due} points sent, {len(points)} answered: the file has duplicate or"
+                " unsorted timestamps; clean it first",
+                file=sys.stderr,
+            )
+            return 2
+        changed += sum(1 for old, new in zip(answers, points, strict=False) if old != new)
+        answers.extend(points[len(answers) :])
+        if args.verbose:
+            flagged = sum(p["is_anomaly"] for p in answers)
+            print(f"  {len(answers)}/{n} answered, {flagged} flagged")
+        if len(answers) < n:
+            time.sleep(max(0.0, 1.0 - (time.monotonic() - started - elapsed)))
+    flags = [p["is_anomaly"] for p in answers]
+    print(
+        f"requests: {requests_sent}  points: {n} sent, {len(answers)} answered,"
+        f" {sum(flags)} flagged, {sum(injected)} injected; earlier answers changed: {changed}"
+    )
+    truths: list[tuple[str, list[bool]]] = []
+    if injector is not None:
+        truths.append(("injected labels", injected))
+    if data.labels is not None:
+        labels = data.labels[:n]
+        truths.append((f"label column {data.label_column!r}", labels))
+        if injector is not None:
+            truths.append(
+                ("injected or labelled", [a or b for a, b in zip(injected, labels, strict=True)])
+            )
+    for name, truth in truths:
+        c = Confusion()
+        for flagged, t in zip(flags, truth, strict=True):
+            c.add(flagged, t)
+        score, found, fps = nab_score(flags, nab_windows(truth))
+        windows = len(nab_windows(truth))
+        nab = "n/a (no window after the probation)" if math.isnan(score) else f"{score:.1f}"
+        print(c.report(f"vs {name}"))
+        print(
+            f"  NAB standard score of the flags: {nab} ({found} of {windows} windows found,"
+            f" {fps} false positives)"
+        )
+    return 0 if changed == 0 else 1
 
 
 if __name__ == "__main__":

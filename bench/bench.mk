@@ -2,11 +2,11 @@
 # Need wrk on PATH (Debian: apt-get install wrk); results go to bench/results/ (git-ignored).
 
 .PHONY: bench
-bench: $(DEV) ## benchmark Vigil vs a no-op FastAPI app and the seed's approach (a few minutes)
+bench: $(DEV) ## Vigil and every detector kind vs a no-op FastAPI app, the seed's way, the libraries (~7 min)
 	$(PY) bench/bench.py
 
 .PHONY: bench_quick
-bench_quick: $(DEV) ## the same benchmark, one short round (under a minute; figures are rough)
+bench_quick: $(DEV) ## the same benchmark, one short round (about 1.5 minutes; figures are rough)
 	$(PY) bench/bench.py --quick
 
 .PHONY: bench_layers
@@ -21,6 +21,16 @@ bench_fastforest: $(DEV) ## compiled forest vs scikit-learn by batch size, and t
 soak: $(DEV) ## 60 s at ~70% of the maximum rate: failed requests and RSS growth (about 2 minutes)
 	$(PY) bench/soak.py
 
+.PHONY: bench_profile_kind
+bench_profile_kind: $(DEV) ## where a /models/KIND/prediction(s) request spends its time, by stage
+	$(PY) bench/profile_kind.py
+
 .PHONY: bench_detectors
 bench_detectors: $(DEV) ## every detector kind's serving scorer vs its library, in-process
 	$(PY) bench/bench_detectors.py
+
+NAB ?= ../shared/nab
+
+.PHONY: bench_series
+bench_series: $(DEV) ## series detector kinds on NAB's labelled series, scored NAB's way (NAB=dir; ~1 min)
+	$(PY) bench/bench_series.py --nab $(NAB)

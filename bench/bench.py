@@ -25,39 +25,52 @@ of the test suite; the smoke test runs ``--quick`` and checks only that the tabl
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
 import json
 import os
 import platform
-import re
 import shutil
-import signal
-import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import kinds
 import numpy as np
 import requests
+from harness import (
+    CLIENT_CORE,
+    CONNECTIONS,
+    REPO,
+    SERVER_CORE,
+    SINGLE_PATH,
+    Server,
+    WrkResult,
+    alternating_rounds,
+    fmt_ms,
+    fmt_s,
+    free_port,
+    median_result,
+    on_core,
+    pinned,
+    post_script,
+    rows_like_the_sample_data,
+    rows_per_second,
+    run_wrk,
+    seconds_per_call,
+    table,
+    uvicorn_server,
+    vigil_server,
+)
 
-REPO = Path(__file__).resolve().parents[1]
-BENCH = REPO / "bench"
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-SERVER_CORE, CLIENT_CORE = 0, 1
-CONNECTIONS = 16
-BATCH_ROWS = 10_000
+BATCH_ROWS = kinds.BATCH_ROWS
 BATCH_CONNECTIONS = 1  # one batch at a time, like the back-to-back in-process calls
-SINGLE_PATH = "/prediction?score=true"
 BATCH_PATH = "/predictions?score=true"
-UVICORN_FLAGS = ["--workers", "1", "--loop", "uvloop", "--http", "httptools", "--log-level", "info"]
 
 # The issue's targets: each a ratio measured in one run.
 MIN_SHARE_OF_NOOP = 0.80
@@ -73,6 +86,7 @@ class Mode:
     seconds: int  # wrk duration per round
     warmup: int  # wrk seconds per server before the rounds
     batch_seconds: int
+    latency_seconds: int  # wrk seconds per batch size (cost growth, over HTTP)
     timing_budget: float  # seconds spent timing each in-process cell
     batch_sizes: tuple[int, ...]
     trees: tuple[int, ...]
@@ -81,9 +95,10 @@ class Mode:
 
 FULL = Mode(
     rounds=3,
-    seconds=8,
+    seconds=5,
     warmup=2,
     batch_seconds=8,
+    latency_seconds=3,
     timing_budget=0.3,
     batch_sizes=(1, 10, 100, 1000, 2000, 5000, 10_000),
     trees=(100, 200, 500, 1000),
@@ -94,6 +109,7 @@ QUICK = Mode(
     seconds=1,
     warmup=1,
     batch_seconds=1,
+    latency_seconds=1,
     timing_budget=0.03,
     batch_sizes=(1, 100, 10_000),
     trees=(100, 300),
@@ -101,244 +117,44 @@ QUICK = Mode(
 )
 
 
-# --------------------------------------------------------------------------------- processes
-
-
-def pinned(core: int) -> list[str]:
-    """``taskset -c core`` when there are two cores or more to pin to, else nothing."""
-    if shutil.which("taskset") and (os.cpu_count() or 1) > max(SERVER_CORE, CLIENT_CORE):
-        return ["taskset", "-c", str(core)]
-    return []
-
-
-@contextlib.contextmanager
-def on_core(core: int) -> Iterator[None]:
-    """Run this (in-process) block on one core, like a one-worker server."""
-    before = os.sched_getaffinity(0)
-    if pinned(core):
-        os.sched_setaffinity(0, {core})
-    try:
-        yield
-    finally:
-        os.sched_setaffinity(0, before)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def proc_status_mb(pid: int, key: str) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-@dataclass
-class Server:
-    name: str
-    command: list[str]
-    env: dict[str, str]
-    port: int
-    log_path: Path
-    proc: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        with self.log_path.open("wb") as log:
-            self.proc = subprocess.Popen(
-                [*pinned(SERVER_CORE), *self.command],
-                cwd=REPO,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-
-    def wait_ready(self, timeout: float = 60) -> dict:
-        """Wait until it answers the benchmark request; returns that answer."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited:\n{self.log_path.read_text()[-3000:]}")
-            with contextlib.suppress(requests.RequestException):
-                r = requests.post(self.url + SINGLE_PATH, json=[0.1, 0.1], timeout=2)
-                if r.status_code == 200:
-                    return r.json()
-            time.sleep(0.2)
-        raise TimeoutError(f"{self.name} not ready after {timeout} s:\n{self.log_path.read_text()}")
-
-    def rss_mb(self) -> float:
-        return proc_status_mb(self.proc.pid, "VmRSS")
-
-    def peak_rss_mb(self) -> float:
-        return proc_status_mb(self.proc.pid, "VmHWM")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-
-
-def uvicorn_server(
-    name: str, app: str, port: int, tmp: Path, env: dict[str, str] | None = None
-) -> Server:
-    """One of the bench's own apps (``bench/servers``) under ``python -m uvicorn``."""
-    command = [sys.executable, "-m", "uvicorn", "--app-dir", str(BENCH / "servers"), app]
-    command += ["--host", "127.0.0.1", "--port", str(port), *UVICORN_FLAGS, "--no-access-log"]
-    return Server(name, command, {**os.environ, **(env or {})}, port, tmp / f"{name}.log")
-
-
-def vigil_server(name: str, model: Path, port: int, tmp: Path, access_log: bool) -> Server:
-    """Vigil as shipped: ``python -m service serve``, configured by its settings."""
-    env = {
-        **os.environ,
-        "VIGIL_MODEL_PATH": str(model),
-        "VIGIL_HOST": "127.0.0.1",
-        "VIGIL_PORT": str(port),
-        "VIGIL_WORKERS": "1",
-        "VIGIL_ACCESS_LOG": str(access_log).lower(),
-        "VIGIL_LOG_LEVEL": "info",
-    }
-    return Server(name, [sys.executable, "-m", "service", "serve"], env, port, tmp / f"{name}.log")
-
-
-# --------------------------------------------------------------------------------------- wrk
-
-
-@dataclass
-class WrkResult:
-    rps: float
-    p50_ms: float
-    p99_ms: float
-    requests: int
-    errors: int
-
-
-_UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
-
-
-def _latency_ms(out: str, pct: str) -> float:
-    m = re.search(rf"^\s*{pct}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
-    return float(m.group(1)) * _UNIT_MS[m.group(2)] if m else float("nan")
-
-
-def run_wrk(url: str, script: Path, seconds: int, connections: int = CONNECTIONS) -> WrkResult:
-    cmd = [*pinned(CLIENT_CORE), "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency"]
-    out = subprocess.run(
-        [*cmd, "-s", str(script), url], capture_output=True, text=True, check=True
-    ).stdout
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    errors = (int(non2xx.group(1)) if non2xx else 0) + (
-        sum(int(g) for g in sock.groups()) if sock else 0
-    )
-    return WrkResult(
-        rps=float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
-        p50_ms=_latency_ms(out, "50"),
-        p99_ms=_latency_ms(out, "99"),
-        requests=int(re.search(r"(\d+) requests in", out).group(1)),
-        errors=errors,
-    )
-
-
-def median_result(results: list[WrkResult]) -> WrkResult:
-    return WrkResult(
-        rps=statistics.median(r.rps for r in results),
-        p50_ms=statistics.median(r.p50_ms for r in results),
-        p99_ms=statistics.median(r.p99_ms for r in results),
-        requests=sum(r.requests for r in results),
-        errors=sum(r.errors for r in results),
-    )
-
-
-# ----------------------------------------------------------------------------- in-process timing
-
-
-def seconds_per_call(fn: Callable[[], object], budget: float, min_calls: int = 3) -> float:
-    """Median seconds per call of ``fn()``, over about ``budget`` seconds (after one warm-up)."""
-    fn()
-    samples: list[float] = []
-    spent = 0.0
-    while len(samples) < min_calls or spent < budget:
-        start = time.perf_counter()
-        fn()
-        took = time.perf_counter() - start
-        samples.append(took)
-        spent += took
-        if len(samples) >= 10_000:
-            break
-    return statistics.median(samples)
-
-
-def rows_per_second(fn: Callable[[], object], rows: int, budget: float) -> float:
-    """Throughput of back-to-back calls, like wrk's: total rows over total time."""
-    fn()
-    calls, start = 0, time.perf_counter()
-    while calls < 3 or time.perf_counter() - start < budget:
-        fn()
-        calls += 1
-    return calls * rows / (time.perf_counter() - start)
-
-
 # ----------------------------------------------------------------------------------- the run
 
 
-def make_model(tmp: Path) -> tuple[Path, Path]:
-    """The default model, as ``make train`` makes it; and its estimator alone, for the baseline."""
+def make_model(tmp: Path) -> tuple[Path, Path, np.ndarray]:
+    """The default model, as ``make train`` makes it; the same IsolationForest fitted by
+    scikit-learn itself (the artifact holds only the compiled forest), for the baseline; and
+    the training rows."""
+    train_csv = tmp / "data" / "train.csv"
     for args in (
         ["sample-data", "--out-dir", str(tmp / "data")],
-        ["train", "--data", str(tmp / "data" / "train.csv"), "--out", str(tmp / "model.joblib")],
+        ["train", "--data", str(train_csv), "--out", str(tmp / "model.joblib")],
     ):
         subprocess.run(
             [sys.executable, "-m", "service", *args], cwd=REPO, check=True, capture_output=True
         )
     import joblib
+    from sklearn.ensemble import IsolationForest
 
-    from service import artifact
+    from service.data.dataset import load_csv
 
+    meta = json.loads((tmp / "model.joblib.json").read_text())["metadata"]
+    X_train = load_csv(train_csv).X
+    p = meta["params"]
+    estimator = IsolationForest(
+        n_estimators=p["n_estimators"],
+        max_samples=p["max_samples"],
+        contamination=p["contamination"],
+        max_features=p["max_features"],
+        bootstrap=p["bootstrap"],
+        random_state=meta["seed"],
+        n_jobs=1,
+    ).fit(X_train)
+    probe = meta["probe"]
+    if list(-estimator.score_samples(np.array(probe["rows"]))) != probe["scores"]:
+        raise AssertionError("the baseline's IsolationForest is not the served model")
     estimator_path = tmp / "estimator.joblib"
-    joblib.dump(artifact.load(tmp / "model.joblib").estimator(), estimator_path)
-    return tmp / "model.joblib", estimator_path
-
-
-def rows_like_the_sample_data(n: int, n_features: int = 2, seed: int = 0) -> np.ndarray:
-    return np.round(np.random.default_rng(seed).normal(0.1, 0.1, (n, n_features)), 6)
-
-
-def single_row_rounds(servers: list[Server], mode: Mode) -> dict[str, list[WrkResult]]:
-    """Every server gets a warm-up, then ``mode.rounds`` rounds in rotating order, so that a
-    change in the machine's background load falls on all of them; the median round counts."""
-    post = BENCH / "post.lua"
-    for s in servers:
-        run_wrk(s.url + SINGLE_PATH, post, mode.warmup)
-    runs: dict[str, list[WrkResult]] = {s.name: [] for s in servers}
-    for r in range(mode.rounds):
-        for s in servers[r % len(servers) :] + servers[: r % len(servers)]:
-            runs[s.name].append(run_wrk(s.url + SINGLE_PATH, post, mode.seconds))
-        done = "  ".join(f"{name} {rs[-1].rps:,.0f}" for name, rs in runs.items())
-        print(f"  round {r + 1}/{mode.rounds} req/s: {done}", flush=True)
-    return runs
-
-
-def post_script(tmp: Path, name: str, body: bytes) -> Path:
-    """A wrk script posting ``body`` (read from a file: it may be large) as JSON."""
-    body_path = tmp / f"{name}.json"
-    body_path.write_bytes(body)
-    script = tmp / f"{name}.lua"
-    script.write_text(
-        'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
-        f'local f = assert(io.open("{body_path}", "rb"))\nwrk.body = f:read("*a")\nf:close()\n'
-    )
-    return script
+    joblib.dump(estimator, estimator_path)
+    return tmp / "model.joblib", estimator_path, X_train
 
 
 def batch_over_http(vigil: Server, X: np.ndarray, tmp: Path, mode: Mode) -> WrkResult:
@@ -369,18 +185,19 @@ def http_batch_latency(url: str, sizes: tuple[int, ...], tmp: Path, seconds: int
     return out
 
 
-def cost_growth(mode: Mode, model_path: Path) -> dict[str, dict]:
+def cost_growth(mode: Mode, model_path: Path, estimator_path: Path) -> dict[str, dict]:
     """In-process seconds per call, on one core: by batch size on the default model (Vigil's
     scoring path, the compiled forest alone, scikit-learn); by number of trees and of features
     on forests fitted here (compiled forest and scikit-learn, 1 and 100 rows)."""
+    import joblib
     from sklearn.ensemble import IsolationForest
 
-    from service import artifact
-    from service.fastforest import CompiledForest
-    from service.scoring import Model
+    from service.detectors.compiled_forest import CompiledForest
+    from service.models import artifact
+    from service.models.loaded import Model
 
-    art = artifact.load(model_path)
-    model, estimator = Model(art, model_path), art.estimator()
+    model, estimator = Model(artifact.load(model_path), model_path), joblib.load(estimator_path)
+    forest = model.detector.scorer.forest
     budget = mode.timing_budget
     growth: dict[str, dict] = {"batch": {}, "trees": {}, "features": {}}
 
@@ -405,7 +222,7 @@ def cost_growth(mode: Mode, model_path: Path) -> dict[str, dict]:
             X = rows_like_the_sample_data(n)
             growth["batch"][n] = {
                 "vigil": seconds_per_call(lambda X=X: model.score(X), budget),
-                "compiled": seconds_per_call(lambda X=X: art.forest.score_samples(X), budget),
+                "compiled": seconds_per_call(lambda X=X: forest.score_samples(X), budget),
                 "sklearn": seconds_per_call(lambda X=X: estimator.score_samples(X), budget),
             }
         for n_trees in mode.trees:
@@ -415,34 +232,53 @@ def cost_growth(mode: Mode, model_path: Path) -> dict[str, dict]:
     return growth
 
 
-def measure(mode: Mode) -> dict:
+def measure(mode: Mode, kind_names: list[str], kinds_mode: kinds.KindsMode) -> dict:
     """Everything the report shows, as plain numbers."""
     tmp = Path(tempfile.mkdtemp(prefix="vigil-bench-"))
     servers: list[Server] = []
     try:
-        model_path, estimator_path = make_model(tmp)
+        model_path, estimator_path, X_train = make_model(tmp)
+        print(f"training {len(kind_names)} detector kinds ...", flush=True)
+        registry = tmp / "registry"
+        kinds.train(kind_names, tmp / "data" / "train.csv", registry)
         env = {"BENCH_ESTIMATOR": str(estimator_path)}
+        model_env = {"VIGIL_MODEL_PATH": str(model_path)}
         servers = [
             uvicorn_server("no-op", "noop:app", free_port(), tmp),
-            vigil_server("Vigil", model_path, free_port(), tmp, access_log=False),
+            vigil_server("Vigil", free_port(), tmp, model_env),
             uvicorn_server("baseline", "baseline:app", free_port(), tmp, env),
-            vigil_server("Vigil+log", model_path, free_port(), tmp, access_log=True),
+            vigil_server("Vigil+log", free_port(), tmp, model_env, access_log=True),
         ]
-        for s in servers:
+        kinds_vigil = kinds.server(registry, kind_names, free_port(), tmp)
+        for s in [*servers, kinds_vigil]:
             s.start()
         answers = {s.name: s.wait_ready() for s in servers}
+        kinds_vigil.wait_ready()
         if answers["Vigil"]["anomaly_score"] != answers["baseline"]["anomaly_score"]:
             raise AssertionError(f"Vigil and the baseline disagree: {answers}")
-        vigil = servers[1]
+        noop, vigil = servers[0], servers[1]
 
-        rounds = single_row_rounds(servers, mode)
+        print("single row, default model:", flush=True)
+        rounds = alternating_rounds(
+            [(s.name, s.url + SINGLE_PATH) for s in servers],
+            mode.rounds,
+            mode.seconds,
+            mode.warmup,
+        )
         rss_single_rows = vigil.rss_mb()
         X_batch = rows_like_the_sample_data(BATCH_ROWS)
         batch = batch_over_http(vigil, X_batch, tmp, mode)
-        http_latency = http_batch_latency(vigil.url, mode.batch_sizes, tmp, mode.batch_seconds)
+        http_latency = http_batch_latency(vigil.url, mode.batch_sizes, tmp, mode.latency_seconds)
         rss = {s.name: s.rss_mb() for s in servers}
         vigil_peak = vigil.peak_rss_mb()
-        for s in servers:
+        for s in servers[1:]:
+            s.stop()
+
+        print("every detector kind:", flush=True)
+        per_kind = kinds.measure(
+            kinds_vigil, noop, registry, kind_names, X_train, X_batch, tmp, kinds_mode
+        )
+        for s in (noop, kinds_vigil):
             s.stop()
 
         import joblib
@@ -452,10 +288,12 @@ def measure(mode: Mode) -> dict:
             sklearn_rows_s = rows_per_second(
                 lambda: estimator.score_samples(X_batch), BATCH_ROWS, max(1.0, mode.seconds / 2)
             )
-        growth = cost_growth(mode, model_path)
+        growth = cost_growth(mode, model_path, estimator_path)
     finally:
         for s in servers:
             s.stop()
+        if "kinds_vigil" in locals():
+            kinds_vigil.stop()
         shutil.rmtree(tmp, ignore_errors=True)
     return {
         "single": {name: asdict(median_result(rs)) for name, rs in rounds.items()},
@@ -468,31 +306,11 @@ def measure(mode: Mode) -> dict:
         "rss_mb": {"vigil_single_rows": rss_single_rows, "vigil_peak": vigil_peak, **rss},
         "growth": growth,
         "http_batch_seconds": http_latency,
+        "kinds": per_kind,
     }
 
 
 # ------------------------------------------------------------------------------------ report
-
-
-def fmt_ms(ms: float) -> str:
-    return f"{ms * 1000:.0f} µs" if ms < 1 else f"{ms:.2f} ms"
-
-
-def fmt_s(seconds: float) -> str:
-    return fmt_ms(seconds * 1e3)
-
-
-def table(header: list[str], rows: list[list[str]], indent: str = "  ") -> list[str]:
-    """Columns as wide as their widest cell: the first left-aligned, the others right."""
-    widths = [max(len(cell) for cell in column) for column in zip(header, *rows, strict=True)]
-
-    def line(cells: list[str]) -> str:
-        first, *rest = cells
-        return indent + "  ".join(
-            [first.ljust(widths[0]), *(c.rjust(w) for c, w in zip(rest, widths[1:], strict=True))]
-        )
-
-    return [line(header), *(line(r) for r in rows)]
 
 
 def targets(r: dict) -> list[tuple[bool, str]]:
@@ -585,6 +403,8 @@ def render(r: dict, mode_name: str, stamp: dt.datetime) -> list[str]:
         "targets",
         *(f"  [{'met' if ok else 'NOT met':>7}] {text}" for ok, text in targets(r)),
         "",
+        *kinds.render(r["kinds"], kinds.QUICK if mode_name == "quick" else kinds.FULL),
+        "",
         "cost growth: median time per call, in-process on one core; HTTP: p50 of POST"
         " /predictions?score=true, one request at a time (wrk -c1)",
     ]
@@ -603,9 +423,7 @@ def render(r: dict, mode_name: str, stamp: dt.datetime) -> list[str]:
             for n, c in sorted(g["batch"].items())
         ],
     )
-    out.append(
-        "  Vigil path: the compiled forest up to FAST_PATH_MAX_ROWS rows, scikit-learn above"
-    )
+    out.append("  Vigil path: Model.score (scaler, compiled forest, threshold), at every size")
     for key, what in (("trees", "trees (2 features)"), ("features", "features (100 trees)")):
         out += table(
             [what, "compiled 1", "sklearn 1", "compiled 100", "sklearn 100"],
@@ -664,27 +482,41 @@ def plot(growth: dict, http: dict[int, float], path: Path) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one short round of everything")
-    parser.add_argument("--out", type=Path, default=BENCH / "results", help="results folder")
+    parser.add_argument(
+        "--out", type=Path, default=REPO / "bench" / "results", help="results folder"
+    )
+    parser.add_argument(
+        "--kinds", nargs="+", metavar="KIND", help="detector kinds to serve (default: every kind)"
+    )
     args = parser.parse_args()
+    kind_names = args.kinds or kinds.default_kinds()
     if not shutil.which("wrk"):
         print("wrk is not installed: apt-get install wrk", file=sys.stderr)
         return 2
     mode_name = "quick" if args.quick else "full"
     stamp = dt.datetime.now(dt.UTC)
     started = time.monotonic()
-    results = measure(QUICK if args.quick else FULL)
+    results = measure(
+        QUICK if args.quick else FULL, kind_names, kinds.QUICK if args.quick else kinds.FULL
+    )
 
     args.out.mkdir(parents=True, exist_ok=True)
     png = args.out / "cost_growth.png"
     plot(results["growth"], results["http_batch_seconds"], png)
+    kinds_png = args.out / "kinds.png"
+    kinds.plot(results["kinds"], kinds_png)
     lines = render(results, mode_name, stamp)
-    lines += ["", f"plot: {png}  ({time.monotonic() - started:.0f} s in all)"]
+    lines += ["", f"plots: {png}, {kinds_png}  ({time.monotonic() - started:.0f} s in all)"]
     text = "\n".join(lines) + "\n"
     print("\n" + text, end="")
     name = f"bench-{stamp:%Y%m%d-%H%M%S}-{mode_name}"
     for path in (args.out / f"{name}.txt", args.out / "latest.txt"):
         path.write_text(text)
     results["targets"] = [{"met": ok, "what": what} for ok, what in targets(results)]
+    results["kinds"]["targets"] = {
+        kind: {"single_row": single, "batch": batch}
+        for kind, (single, batch) in kinds.met(results["kinds"]).items()
+    }
     (args.out / f"{name}.json").write_text(json.dumps(results, indent=1))
     return 0
 

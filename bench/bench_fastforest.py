@@ -1,4 +1,4 @@
-"""Benchmark: sklearn ``IsolationForest.score_samples`` vs ``service.fastforest.CompiledForest``.
+"""Benchmark: sklearn ``IsolationForest.score_samples`` vs the compiled forest.
 
 Prints µs per call for several batch sizes (2 features) for 100 and 1000 trees, and the row
 count from which sklearn is faster (the crossover), refined by bisection between grid points.
@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from service.fastforest import CompiledForest  # noqa: E402
+from service.detectors.compiled_forest import CompiledForest  # noqa: E402
 
 N_FEATURES = 2
 

@@ -3,7 +3,7 @@
 
     python bench/layers.py [--quick] [--requests N] [--rounds R]
 
-Each variant runs in its own process: the app is built as ``service.app.create_app`` builds it,
+Each variant runs in its own process: the app is built as ``service.api.app.create_app`` builds it,
 with one layer replaced by a no-op (or configured otherwise), and driven through its ASGI
 interface with the seed's request, no network and no server in between. The figure is the
 thread's CPU time per request (less sensitive than wall time to other load on the machine),
@@ -50,7 +50,11 @@ def patch(variant: str) -> None:
     """Replace one layer before the app is built."""
     import numpy as np
 
-    from service import api, metrics, scoring, validation
+    from service.api import http_metrics as http_metrics_module
+    from service.api.routes import predict as api
+    from service.core import features as validation
+    from service.models import loaded as scoring
+    from service.serving import telemetry as metrics
 
     if variant == "no-http-metrics":
         from prometheus_fastapi_instrumentator import Instrumentator
@@ -58,13 +62,17 @@ def patch(variant: str) -> None:
         def instrument(app) -> None:
             Instrumentator().expose(app, include_in_schema=False, should_gzip=False)
 
-        metrics.instrument = instrument
+        http_metrics_module.instrument = instrument
     elif variant == "instrumentator-middleware":
         from prometheus_client import REGISTRY
         from prometheus_fastapi_instrumentator import Instrumentator
         from prometheus_fastapi_instrumentator import metrics as http_metrics
 
-        for collector in (metrics.HTTP_REQUESTS, metrics.HTTP_LATENCY, metrics.HTTP_INPROGRESS):
+        for collector in (
+            http_metrics_module.HTTP_REQUESTS,
+            http_metrics_module.HTTP_LATENCY,
+            http_metrics_module.HTTP_INPROGRESS,
+        ):
             REGISTRY.unregister(collector)
 
         def instrument(app) -> None:
@@ -73,16 +81,18 @@ def patch(variant: str) -> None:
                 should_ignore_untemplated=True,
                 should_instrument_requests_inprogress=True,
                 inprogress_labels=True,
-                excluded_handlers=metrics.EXCLUDED_HANDLERS,
+                excluded_handlers=http_metrics_module.EXCLUDED_HANDLERS,
             )
             instrumentator.add(http_metrics.requests())
             instrumentator.add(
-                http_metrics.latency(buckets=metrics.LATENCY_BUCKETS, should_include_status=False)
+                http_metrics.latency(
+                    buckets=http_metrics_module.LATENCY_BUCKETS, should_include_status=False
+                )
             )
             instrumentator.instrument(app)
             instrumentator.expose(app, include_in_schema=False, should_gzip=False)
 
-        metrics.instrument = instrument
+        http_metrics_module.instrument = instrument
     elif variant == "no-model-metrics":
         metrics.record_row = lambda *args: None
     elif variant == "no-validation":
@@ -131,7 +141,7 @@ def build_app(variant: str, model_path: str):
 
         return app
     patch(variant)
-    from service.app import create_app
+    from service.api.app import create_app
     from service.settings import Settings
 
     return create_app(Settings(model_path=model_path))

@@ -57,6 +57,7 @@ RULES_DIR = MONITOR / "prometheus" / "rules"
 ALERTMANAGER_TEMPLATE = MONITOR / "alertmanager" / "alertmanager.yml"
 ALERTMANAGER_ENTRYPOINT = MONITOR / "alertmanager" / "entrypoint.sh"
 CADDYFILE = MONITOR / "caddy" / "Caddyfile"
+WATCHES_FILE = MONITOR / "watches.yml"
 GRAFANA_DIR = MONITOR / "grafana"
 BACKEND_AUTH_SCRIPT = MONITOR / "backend-auth" / "generate.sh"
 # Where generate.sh writes in compose (prometheus.yml names files there), and the user it
@@ -70,12 +71,21 @@ AUTH_BACKENDS = ("prometheus", "alertmanager")
 COMPOSE_FRONT_PORTS = {"grafana": 3000, "prometheus": 9090, "alertmanager": 9093, "api": 8000}
 # The addresses prometheus.yml scrapes in compose, and what they are here (Grafana has none:
 # it listens on a Unix socket).
-COMPOSE_TARGETS = {"vigil:8000": "vigil", "localhost:9090": "prometheus",
-                   "alertmanager:9093": "alertmanager"}  # fmt: skip
+COMPOSE_TARGETS = {"localhost:9090": "prometheus", "alertmanager:9093": "alertmanager"}
+# prometheus.yml finds the service's replicas by DNS in compose (dns_sd_configs: the A records
+# of this name, on this port); here it reads a targets file this module writes (file_sd).
+COMPOSE_VIGIL_DNS = ("vigil", 8000)
+VIGIL_TARGETS_FILE = "vigil-targets.json"
 API_ACCESS_MODES = ("auth", "open", "off")
 REQUIRED_ENV = ("MONITOR_USER", "MONITOR_PASSWORD_HASH", "ALERT_WEBHOOK_URL")
-# Start order; stopped in reverse.
+# Start order; stopped in reverse. "vigil" is the first replica; the others are vigil-2, ...
 COMPONENTS = ("vigil", "alertmanager", "prometheus", "grafana", "caddy")
+
+
+def replica_names(replicas: int) -> list[str]:
+    """The service replicas' component (and port) names: vigil, vigil-2, vigil-3, ..."""
+    return ["vigil" if i == 1 else f"vigil-{i}" for i in range(1, replicas + 1)]
+
 
 INSTALL_HINTS = {
     "prometheus": "apt-get install prometheus (Debian), or a release from prometheus.io",
@@ -174,12 +184,23 @@ class StackOptions:
     # Caddy's ports; None: free ones.
     front_ports: dict[str, int] | None = field(default_factory=lambda: dict(COMPOSE_FRONT_PORTS))
     service_env: dict[str, str] = field(default_factory=dict)
+    # The service's watch file (VIGIL_WATCHES); None: no watches. With a test scrape interval
+    # its steps become that interval (see render_watches).
+    watches: Path | None = WATCHES_FILE
     grafana: bool = True
     # Test-only knobs: shorter intervals, shorter `for:` and shorter Alertmanager waits.
     scrape_interval: str | None = None
     evaluation_interval: str | None = None
     max_for: str | None = None
     alertmanager_timing: dict[str, str] | None = None
+    # Test-only: the drift rules' windows (vigil-drift.yml), by the name their rules carry
+    # ("1h", "5m"): the range that replaces it (``{"1h": "10s"}``), and the row floor
+    # (``{"1h": 300}``). The rule names keep their suffix, so alerts and dashboards still
+    # find them; a window the file does not have is an error.
+    drift_windows: dict[str, str] | None = None
+    drift_min_rows: dict[str, int] | None = None
+    # How many service processes Caddy balances over (each its own port, same models).
+    replicas: int = 1
     # More service instances to scrape in the vigil job (host:port).
     extra_vigil_targets: list[str] = field(default_factory=list)
     # Return from up() only once Prometheus has scraped every target (tests).
@@ -214,6 +235,8 @@ class StackOptions:
             raise StackError("a user and a password hash are required (MONITOR_USER, ...)")
         if self.api_access not in API_ACCESS_MODES:
             raise StackError(f"API_ACCESS must be one of {API_ACCESS_MODES}: {self.api_access!r}")
+        if not 1 <= self.replicas <= 64:
+            raise StackError(f"replicas must be between 1 and 64: {self.replicas}")
         if not re.match(r"https?://.", self.webhook_url):
             raise StackError(f"ALERT_WEBHOOK_URL must be an http(s) URL: {self.webhook_url!r}")
 
@@ -232,24 +255,89 @@ def parse_duration(text: str) -> float:
     return sum(int(n) * _UNIT_SECONDS[u] for n, u in parts)
 
 
+DRIFT_RULES = "vigil-drift.yml"
+
+
+def _shorten_drift_windows(
+    rules: list[dict], windows: dict[str, str], floors: dict[str, int]
+) -> list[str]:
+    """Rewrite the drift rules' ``[1h]``-style ranges and ``increase1h >= 500``-style row
+    floors in place (test-only); returns what changed, for the rendered file's header."""
+    done = []
+    for window, new_range in windows.items():
+        parse_duration(new_range)  # a bad duration fails here, not in Prometheus
+        pattern, n = re.compile(rf"\[{re.escape(window)}\]"), 0
+        for rule in rules:
+            rule["expr"], k = pattern.subn(f"[{new_range}]", rule["expr"])
+            n += k
+        if not n:
+            raise StackError(f"{DRIFT_RULES} has no [{window}] range to shorten")
+        done.append(f"[{window}] -> [{new_range}]")
+    for window, rows in floors.items():
+        pattern, n = re.compile(rf"(:increase{re.escape(window)}\s*>=\s*)\d+"), 0
+        for rule in rules:
+            rule["expr"], k = pattern.subn(rf"\g<1>{int(rows)}", rule["expr"])
+            n += k
+        if not n:
+            raise StackError(f"{DRIFT_RULES} has no row floor for the {window} window")
+        done.append(f"{window} floor -> {int(rows)} rows")
+    return done
+
+
 def render_rules(opts: StackOptions, out_dir: Path) -> list[str]:
-    """The rule files for Prometheus: the repo's, or copies with every `for:` capped."""
+    """The rule files for Prometheus: the repo's, or copies with every `for:` capped and
+    the drift windows shortened, as the test knobs ask."""
     sources = sorted(RULES_DIR.glob("*.yml"))
-    if opts.max_for is None:
+    if opts.max_for is None and not opts.drift_windows and not opts.drift_min_rows:
         return [str(RULES_DIR / "*.yml")]
-    cap = parse_duration(opts.max_for)
+    cap = parse_duration(opts.max_for) if opts.max_for is not None else None
     out_dir.mkdir(parents=True, exist_ok=True)
     for source in sources:
         doc = yaml.safe_load(source.read_text())
-        for group in doc.get("groups", []):
-            for rule in group.get("rules", []):
+        rules = [rule for group in doc.get("groups", []) for rule in group.get("rules", [])]
+        changes = []
+        if cap is not None:
+            for rule in rules:
                 if "for" in rule and parse_duration(str(rule["for"])) > cap:
                     rule["for"] = opts.max_for
+            changes.append(f"for: capped at {opts.max_for}")
+        if source.name == DRIFT_RULES:
+            changes += _shorten_drift_windows(
+                rules, opts.drift_windows or {}, opts.drift_min_rows or {}
+            )
+        what = "; ".join(changes) or "unchanged"
         (out_dir / source.name).write_text(
-            f"# Rendered from {source} by monitor/localstack.py (for: capped at "
-            f"{opts.max_for}).\n" + yaml.safe_dump(doc, sort_keys=False)
+            f"# Rendered from {source} by monitor/localstack.py ({what}).\n"
+            + yaml.safe_dump(doc, sort_keys=False)
         )
     return [str(out_dir / "*.yml")]
+
+
+# With test intervals, each watch polls every scrape interval, scores a short look-back and
+# draws its band after this many points.
+TEST_WATCH_LOOKBACK_STEPS = 300
+TEST_WATCH_WARMUP = 10
+
+
+def render_watches(opts: StackOptions, out_dir: Path) -> Path | None:
+    """The watch file for the service: the given one, or with test intervals a copy whose
+    steps are the scrape interval, look-backs 300 steps and warm-ups 10 points."""
+    if opts.watches is None or opts.scrape_interval is None:
+        return opts.watches
+    step = parse_duration(opts.scrape_interval)
+    doc = yaml.safe_load(Path(opts.watches).read_text())
+    for watch in doc.get("watches", []):
+        watch["step"] = opts.scrape_interval
+        watch["lookback"] = f"{int(step * TEST_WATCH_LOOKBACK_STEPS)}s"
+        params = watch.setdefault("params", {})
+        params["warmup"] = min(int(params.get("warmup") or TEST_WATCH_WARMUP), TEST_WATCH_WARMUP)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out = out_dir / "watches.yml"
+    out.write_text(
+        f"# Rendered from {opts.watches} by monitor/localstack.py (test intervals).\n"
+        + yaml.safe_dump(doc, sort_keys=False)
+    )
+    return out
 
 
 def render_prometheus_config(
@@ -259,10 +347,12 @@ def render_prometheus_config(
     out: Path,
     secrets_dir: Path | None = None,
 ) -> Path:
-    """prometheus.yml with the compose addresses replaced by 127.0.0.1 ports, and the
+    """prometheus.yml with the compose addresses replaced by 127.0.0.1 ports, the vigil job's
+    DNS discovery by a targets file next to ``out`` (every replica in ``ports``), and the
     credential files' folder by ``secrets_dir``."""
     config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
     address = {name: f"127.0.0.1:{ports[name]}" for name in COMPOSE_TARGETS.values()}
+    replicas = [f"127.0.0.1:{ports[name]}" for name in replica_names(opts.replicas)]
 
     def local(target: str) -> str:
         if target not in COMPOSE_TARGETS:
@@ -284,8 +374,10 @@ def render_prometheus_config(
     for job in config.get("scrape_configs", []):
         for static in job.get("static_configs", []):
             static["targets"] = [local(t) for t in static["targets"]]
-        if job["job_name"] == "vigil" and opts.extra_vigil_targets:
-            job.setdefault("static_configs", []).append({"targets": list(opts.extra_vigil_targets)})
+        if job["job_name"] == "vigil":
+            _file_discovery(job, replicas, out.parent / VIGIL_TARGETS_FILE)
+            if opts.extra_vigil_targets:
+                job["static_configs"] = [{"targets": list(opts.extra_vigil_targets)}]
     clients = [*config.get("alerting", {}).get("alertmanagers", []), *config["scrape_configs"]]
     for client in clients:
         auth = client.get("basic_auth")
@@ -302,6 +394,29 @@ def render_prometheus_config(
         + yaml.safe_dump(config, sort_keys=False)
     )
     return out
+
+
+def _file_discovery(job: dict, targets: list[str], path: Path) -> None:
+    """Replace the vigil job's DNS discovery by file discovery of ``targets`` (written to
+    ``path``, which Prometheus watches: rewriting it changes the targets without a reload)."""
+    name, port = COMPOSE_VIGIL_DNS
+    dns = job.pop("dns_sd_configs", [])
+    if [(d.get("names"), d.get("type", "SRV"), d.get("port")) for d in dns] != [
+        ([name], "A", port)
+    ]:
+        raise StackError(
+            f"{PROMETHEUS_CONFIG}: the vigil job must discover its replicas with one "
+            f"dns_sd_configs entry (names [{name}], type A, port {port}); found {dns!r}"
+        )
+    write_targets_file(path, targets)
+    job["file_sd_configs"] = [{"files": [str(path)], "refresh_interval": "5s"}]
+
+
+def write_targets_file(path: Path, targets: list[str]) -> None:
+    """A file_sd targets file (written whole, then renamed: Prometheus never reads half)."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps([{"targets": targets, "labels": {}}], indent=2) + "\n")
+    tmp.replace(path)
 
 
 def render_alertmanager_template(opts: StackOptions, out_dir: Path) -> Path:
@@ -435,6 +550,9 @@ class Component:
     log: Path
     url: str = ""
     proc: subprocess.Popen | None = None
+    # How it was started (for restart); not saved in the state file (the env has secrets).
+    argv: list[str] = field(default_factory=list, repr=False)
+    env: dict[str, str] = field(default_factory=dict, repr=False)
 
     def alive(self) -> bool:
         if self.proc is not None and self.proc.poll() is not None:
@@ -477,7 +595,9 @@ def spawn(name: str, argv: list[str], env: dict[str, str], log_dir: Path) -> Com
             start_new_session=True,
         )
     stat = _proc_stat(proc.pid)
-    return Component(name, proc.pid, stat[1] if stat else "", log_path, proc=proc)
+    return Component(
+        name, proc.pid, stat[1] if stat else "", log_path, proc=proc, argv=argv, env=env
+    )
 
 
 # ---------------------------------------------------------------------------- the stack
@@ -562,10 +682,32 @@ class Stack:
         if component is not None:
             component.stop(timeout)
 
+    @property
+    def replicas(self) -> list[str]:
+        """The service replicas' names (vigil, vigil-2, ...)."""
+        return [name for name in self.components if name.partition("-")[0] == "vigil"]
+
+    def restart(self, name: str, timeout: float = 60.0) -> Component:
+        """Start a stopped (or killed) component of this process again, as before: the
+        same command, environment and port; wait until a replica is ready again."""
+        old = self.components[name]
+        if not old.argv:
+            raise StackError(f"{name} was not started by this process: cannot restart it")
+        if old.alive():
+            raise StackError(f"{name} is still running (pid {old.pid})")
+        if old.proc is not None:
+            old.proc.wait(5)
+        new = spawn(name, old.argv, old.env, old.log.parent)
+        new.url = old.url
+        self.add(new)
+        if name in self.replicas:
+            _wait_component(new, lambda: http_status(new.url + "/health/ready") == 200, timeout)
+        return new
+
     def stop(self) -> list[str]:
         """Stop every component (in reverse start order) and forget the state."""
         stopped = []
-        for name in reversed(COMPONENTS):
+        for name in reversed(list(self.components)):
             component = self.components.get(name)
             if component is not None and component.alive():
                 component.stop()
@@ -599,7 +741,7 @@ class Stack:
             f"Backends (127.0.0.1; Prometheus and Alertmanager ask for the credential in "
             f"{self.secrets_dir}/):"
         )
-        for name in ("vigil", "prometheus", "alertmanager", "grafana"):
+        for name in (*self.replicas, "prometheus", "alertmanager", "grafana"):
             if name in self.components:
                 state = "running" if running[name] else "STOPPED"
                 c = self.components[name]
@@ -645,7 +787,10 @@ def caddy_env(
         "GRAFANA_UPSTREAM": f"unix/{grafana_socket}",
         "PROMETHEUS_UPSTREAM": f"127.0.0.1:{ports['prometheus']}",
         "ALERTMANAGER_UPSTREAM": f"127.0.0.1:{ports['alertmanager']}",
-        "API_UPSTREAM": f"127.0.0.1:{ports['vigil']}",
+        "API_UPSTREAMS": "to "
+        + " ".join(f"127.0.0.1:{ports[name]}" for name in replica_names(opts.replicas)),
+        # With test intervals, Caddy notices a replica come back as fast as Prometheus does.
+        "API_HEALTH_INTERVAL": opts.scrape_interval or "5s",
         "BACKEND_SECRETS": str(secrets_dir),
         "XDG_DATA_HOME": str(state_dir / "caddy" / "data"),
         "XDG_CONFIG_HOME": str(state_dir / "caddy" / "config"),
@@ -710,7 +855,8 @@ def _allocate_ports(opts: StackOptions) -> tuple[dict[str, int], dict[str, int]]
                 f"ports in use: {', '.join(busy)}; stop what uses them or use --free-ports"
             )
         taken.update(front.values())
-    backends = {name: fresh() for name in ("vigil", "prometheus", "alertmanager")}
+    names = (*replica_names(opts.replicas), "prometheus", "alertmanager")
+    backends = {name: fresh() for name in names}
     return backends, front
 
 
@@ -775,12 +921,20 @@ def up(opts: StackOptions) -> Stack:
             "VIGIL_HOST": "127.0.0.1",
             "VIGIL_PORT": str(ports["vigil"]),
             "VIGIL_ACCESS_LOG": "false",
+            # Watches query Prometheus directly, with the stack's credential.
+            "VIGIL_PROMETHEUS_URL": stack.backend_url("prometheus"),
+            "VIGIL_PROMETHEUS_AUTHORIZATION_FILE": str(secrets_dir / "prometheus.authorization"),
             **opts.service_env,
         }
-        vigil = stack.add(
-            spawn("vigil", [sys.executable, "-m", "service", "serve"], service_env, logs)
-        )
-        vigil.url = stack.backend_url("vigil")
+        watches = render_watches(opts, render_dir)
+        if watches is not None:
+            service_env.setdefault("VIGIL_WATCHES", str(Path(watches).resolve()))
+        replicas = []
+        for name in replica_names(opts.replicas):
+            env = {**service_env, "VIGIL_PORT": str(ports[name])}
+            replica = stack.add(spawn(name, [sys.executable, "-m", "service", "serve"], env, logs))
+            replica.url = stack.backend_url(name)
+            replicas.append(replica)
 
         # Alertmanager, through the same entrypoint as in compose.
         template = render_alertmanager_template(opts, render_dir)
@@ -825,7 +979,10 @@ def up(opts: StackOptions) -> Stack:
             grafana.url = f"unix:{stack.grafana_socket}"
 
         ready_path = "/health/ready" if model.is_file() else "/health/live"
-        _wait_component(vigil, lambda: http_status(vigil.url + ready_path) == 200, opts.timeout)
+        for replica in replicas:
+            _wait_component(
+                replica, lambda r=replica: http_status(r.url + ready_path) == 200, opts.timeout
+            )
         for component in (alertmanager, prometheus):
             url, auth = component.url + "/-/ready", stack.backend_auth(component.name)
             _wait_component(
@@ -970,6 +1127,9 @@ def main(argv: Iterable[str] | None = None) -> int:
         "--free-ports", action="store_true", help="Caddy on free ports, not 3000/9090/9093/8000"
     )
     p_up.add_argument("--no-grafana", action="store_true")
+    p_up.add_argument(
+        "--replicas", type=int, default=1, help="service processes behind Caddy (default 1)"
+    )
     sub.add_parser("down", help="stop the stack")
     sub.add_parser("status", help="what runs, and where")
     p_env = sub.add_parser("env", help="write monitor/.env with a generated password")
@@ -991,6 +1151,7 @@ def main(argv: Iterable[str] | None = None) -> int:
                 model_path=args.model,
                 front_ports=None if args.free_ports else dict(COMPOSE_FRONT_PORTS),
                 grafana=not args.no_grafana,
+                replicas=args.replicas,
             )
             stack = up(opts)
             print("The Vigil monitoring stack is up.")

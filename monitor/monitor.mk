@@ -5,6 +5,8 @@ PY ?= $(VENV)/bin/python
 MODEL ?= models/model.joblib
 MONITOR_STATE ?= .vigil-stack
 MONITOR_ENV ?= monitor/.env
+# Service processes behind Caddy (make monitor-up REPLICAS=3).
+REPLICAS ?= 1
 PROMTOOL ?= promtool
 AMTOOL ?= amtool
 CADDY ?= $(VENV)/bin/caddy
@@ -20,9 +22,9 @@ monitor-env: $(DEV) ## write monitor/.env with a generated password (printed onc
 		$(if $(WEBHOOK_URL),--webhook-url '$(WEBHOOK_URL)')
 
 .PHONY: monitor-up
-monitor-up: $(DEV) $(MODEL) ## run the monitoring stack without Docker (service, Prometheus, Alertmanager, Caddy[, Grafana])
+monitor-up: $(DEV) $(MODEL) ## run the monitoring stack without Docker (service[ REPLICAS=N], Prometheus, Alertmanager, Caddy[, Grafana])
 	@$(PY) monitor/localstack.py --state-dir $(MONITOR_STATE) up --env-file $(MONITOR_ENV) \
-		--model $(MODEL) $(if $(FREE_PORTS),--free-ports)
+		--model $(MODEL) --replicas $(REPLICAS) $(if $(FREE_PORTS),--free-ports)
 
 .PHONY: monitor-status
 monitor-status: ## what the local monitoring stack runs, and where

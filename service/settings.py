@@ -2,9 +2,9 @@
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from service.models.registry import DEFAULT_ALIAS, NAME_PATTERN
@@ -107,6 +107,86 @@ class Settings(BaseSettings):
             " commands read from a CSV; longer is refused without reading it into memory."
         ),
     )
+    training_concurrency: int = Field(
+        1, ge=1, le=64, description="Most training jobs running at once (across all workers)."
+    )
+    training_timeout: float = Field(
+        3600.0, gt=0, description="Seconds a training job may run before it is killed and failed."
+    )
+    max_upload_bytes: int = Field(
+        100 * 1024 * 1024, ge=1024, description="Largest training upload accepted (more is 413)."
+    )
+    training_runner: bool = Field(
+        True,
+        description=(
+            "Start the training-job runner process with the service (when admin_token turns"
+            " the jobs API on); false: run python -m service.jobs yourself."
+        ),
+    )
+    jobs_db: Path | None = Field(
+        None,
+        description="The job store (SQLite); unset: <registry>/.jobs/jobs.sqlite3.",
+    )
+    webhook_url: str | None = Field(
+        None,
+        pattern=r"^https?://\S+$",
+        description="Where webhook events are POSTed (Standard Webhooks); unset: none are sent.",
+    )
+    webhook_secret: SecretStr | None = Field(
+        None, description="Signing secret for webhooks: whsec_ followed by base64."
+    )
+    webhook_retry_schedule: str = Field(
+        "0,5,300,1800,7200,18000,36000,36000",
+        description="Seconds before each delivery attempt, comma-separated (jitter is added).",
+    )
+    anomaly_webhook_interval: float = Field(
+        60.0, gt=0, description="At most one anomaly.detected delivery per model this often."
+    )
+
+    max_series_points: int = Field(
+        100_000, ge=3, description="Most points in one POST /series/detect, all series together."
+    )
+    prometheus_url: str | None = Field(
+        None,
+        pattern=r"^https?://\S+$",
+        description="Prometheus for watches and POST /series/detect's prometheus queries.",
+    )
+    prometheus_authorization_file: Path | None = Field(
+        None,
+        description=(
+            "A file holding the Authorization header value sent to Prometheus"
+            " (e.g. 'Basic ...'); unset: none."
+        ),
+    )
+    prometheus_timeout: float = Field(
+        5.0, gt=0, description="Seconds a query to Prometheus may take before it counts as failed."
+    )
+    watches: Path | None = Field(
+        None, description="YAML file of watches: PromQL queries scored every step; unset: none."
+    )
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _webhook_secret_format(cls, value: SecretStr | None) -> SecretStr | None:
+        from service.jobs.signing import parse_secret
+
+        if value is not None:
+            parse_secret(value.get_secret_value())  # ValueError says what is wrong
+        return value
+
+    @field_validator("webhook_retry_schedule")
+    @classmethod
+    def _retry_schedule_format(cls, value: str) -> str:
+        from service.jobs.signing import parse_schedule
+
+        parse_schedule(value)
+        return value
+
+    @model_validator(mode="after")
+    def _webhook_needs_secret(self) -> Self:
+        if self.webhook_url and self.webhook_secret is None:
+            raise ValueError("VIGIL_WEBHOOK_URL is set but VIGIL_WEBHOOK_SECRET is not")
+        return self
 
 
 @lru_cache

@@ -4,9 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from service import sample_data
-from service.training import TrainingParams, train_from_csv
-from tests.support import LiveServer, start_server
+from service.data import sample_data
+from service.data.dataset import load_csv
+from service.training.trainer import TrainingParams, train_from_csv
+from tests.support import LiveServer, reference_forest, start_server
 
 
 @pytest.fixture(scope="session")
@@ -21,6 +22,12 @@ def model_path(tmp_path_factory, data_dir) -> Path:
     path = tmp_path_factory.mktemp("models") / "model.joblib"
     train_from_csv(data_dir / "train.csv", path, TrainingParams(n_estimators=100))
     return path
+
+
+@pytest.fixture(scope="session")
+def reference(model_path, data_dir):
+    """scikit-learn's IsolationForest that the session model's scores must equal."""
+    return reference_forest(model_path, load_csv(data_dir / "train.csv").X)
 
 
 @pytest.fixture(scope="session")

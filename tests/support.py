@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import socket
@@ -11,8 +12,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import numpy as np
 import requests
+
+if TYPE_CHECKING:
+    from sklearn.ensemble import IsolationForest
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -65,11 +71,16 @@ def start_server(
     timeout: float = 30,
     preexec_fn: Callable[[], None] | None = None,
 ) -> LiveServer:
-    """Start ``python -m service serve`` on a free port; wait until live (and ready if asked)."""
+    """Start ``python -m service serve`` on a free port; wait until live (and ready if asked).
+
+    It serves ``model_path`` and, only when ``env`` names one, ``VIGIL_REGISTRY`` (by default a
+    folder that does not exist, so that a ``models/`` folder in the checkout is never served).
+    """
     port = free_port()
     full_env = {
         **os.environ,
         "VIGIL_MODEL_PATH": str(model_path),
+        "VIGIL_REGISTRY": str(log_dir / "no-registry"),
         "VIGIL_HOST": "127.0.0.1",
         "VIGIL_PORT": str(port),
         "VIGIL_ACCESS_LOG": "false",
@@ -126,3 +137,99 @@ def run_tester(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
         text=True,
         timeout=timeout,
     )
+
+
+_REFERENCES: dict[tuple[str, str], IsolationForest] = {}
+
+
+def reference_forest(model_path: Path | str, X: np.ndarray) -> IsolationForest:
+    """scikit-learn's IsolationForest fitted on ``X`` exactly as the ``iforest`` kind fitted the
+    artifact at ``model_path``: its manifest's ``params``, ``random_state`` its ``seed``,
+    ``n_jobs=1``. It is what the served scores must equal.
+
+    Fitted independently of ``service.detectors``, then checked to be the same forest: its
+    ``score_samples`` on the artifact's probe rows equal the stored ``probe.scores`` negated,
+    and its ``offset_`` the stored threshold negated. So a wrong ``X`` or a change in how the
+    kind fits fails here, not silently in the tests that compare with it.
+    """
+    import warnings
+
+    from sklearn.ensemble import IsolationForest
+
+    from service.models import artifact
+
+    art = artifact.load(model_path)
+    X = np.ascontiguousarray(X, dtype=np.float64)
+    key = (art.sha256 or "", hashlib.sha256(X.tobytes()).hexdigest())
+    if key in _REFERENCES:
+        return _REFERENCES[key]
+    meta = art.metadata
+    params = meta["params"]
+    assert meta["kind"] == "iforest", meta["kind"]
+    # A scaler or a subsample would make X not what the forest was fitted on.
+    assert params["scaler"] == "none" and params["max_train_rows"] is None, params
+    assert X.shape == (meta["n_training_rows"], meta["n_features"]), X.shape
+    est = IsolationForest(
+        n_estimators=params["n_estimators"],
+        max_samples=params["max_samples"],
+        contamination=params["contamination"],
+        max_features=params["max_features"],
+        bootstrap=params["bootstrap"],
+        random_state=meta["seed"],
+        n_jobs=1,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # max_samples > rows: clipped, as in training
+        est.fit(X)
+    probe = meta["probe"]
+    np.testing.assert_array_equal(
+        est.score_samples(np.asarray(probe["rows"], dtype=np.float64)),
+        -np.asarray(probe["scores"], dtype=np.float64),
+        err_msg="the reference forest is not the artifact's forest",
+    )
+    assert -est.offset_ == meta["threshold"], (est.offset_, meta["threshold"])
+    _REFERENCES[key] = est
+    return est
+
+
+def write_format_1(path: Path) -> None:
+    """Write at ``path`` an artifact as Vigil wrote it before detector kinds and the registry
+    (format 1): a pickled scikit-learn IsolationForest beside its compiled forest, and a
+    manifest of format 1 whose hash and size match."""
+    import json
+    import pickle
+
+    import joblib
+    import sklearn
+    from sklearn.ensemble import IsolationForest
+
+    from service.detectors.compiled_forest import CompiledForest
+
+    X = np.random.default_rng(0).normal(0, 0.05, (200, 2))
+    est = IsolationForest(n_estimators=5, random_state=0).fit(X)
+    meta = {
+        "version": "0123456789ab",
+        "feature_names": ["mean", "sd"],
+        "n_features": 2,
+        "n_training_rows": 200,
+        "sklearn_version": sklearn.__version__,
+        "offset": float(est.offset_),
+        "threshold": float(-est.offset_),
+    }
+    payload = {
+        "format": 1,
+        "metadata": meta,
+        "forest": CompiledForest.from_estimator(est).to_state(),
+        "estimator": pickle.dumps(est),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    joblib.dump(payload, path)
+    data = path.read_bytes()
+    manifest = {
+        "format": 1,
+        "artifact": path.name,
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "size_bytes": len(data),
+        "metadata": meta,
+    }
+    path.with_name(path.name + ".json").write_text(json.dumps(manifest, indent=2))

@@ -86,7 +86,8 @@ def test_everything_the_service_imports_is_pinned_in_requirements():
         if line.strip() and not line.startswith("#")
     }
     dists = importlib.metadata.packages_distributions()
-    files = [*sorted((REPO / "service").glob("*.py")), REPO / "tester.py"]
+    files = [*sorted((REPO / "service").rglob("*.py")), REPO / "tester.py"]
+    assert len(files) > 50, "service/ and its subpackages should all be read"
     missing = set()
     for path in files:
         for node in ast.walk(ast.parse(path.read_text())):
@@ -102,5 +103,6 @@ def test_everything_the_service_imports_is_pinned_in_requirements():
                     continue
                 owners = {d.lower().replace("_", "-") for d in dists.get(top, [top])}
                 if not owners & pinned:
-                    missing.add(f"{path.name}: {top} ({', '.join(sorted(owners))})")
+                    where = path.relative_to(REPO)
+                    missing.add(f"{where}: {top} ({', '.join(sorted(owners))})")
     assert not missing, f"imported but not pinned in requirements.txt: {sorted(missing)}"

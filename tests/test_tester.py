@@ -2,14 +2,13 @@
 
 import pytest
 
-from service import artifact
-from service.dataset import load_csv
+from service.data.dataset import load_csv
 from tests.support import run_tester
 
 pytestmark = pytest.mark.slow
 
 
-def test_summary_counts_what_the_model_flags(live_server, data_dir, model_path):
+def test_summary_counts_what_the_model_flags(live_server, data_dir, reference):
     proc = run_tester(
         "--url",
         live_server.url,
@@ -22,7 +21,7 @@ def test_summary_counts_what_the_model_flags(live_server, data_dir, model_path):
     )
     assert proc.returncode == 0, proc.stderr
     ds = load_csv(data_dir / "test.csv", label_column="label")
-    flagged = int((artifact.load(model_path).estimator().predict(ds.X[:200]) == -1).sum())
+    flagged = int((reference.predict(ds.X[:200]) == -1).sum())
     assert f"requests: 200  anomalies: {flagged}  errors: 0 (none)" in proc.stdout
     assert "latency p50:" in proc.stdout and "p99:" in proc.stdout
 

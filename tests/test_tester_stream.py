@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 import tester
-from service import artifact
-from service.dataset import load_csv
+from service.data.dataset import load_csv
+from service.models import artifact
 from tests.support import REPO, run_tester
 
 ROWS = [[1.0, 10.0], [2.0, 20.0], [3.0, 40.0], [4.0, 80.0]]
@@ -214,7 +214,7 @@ def test_undefined_ratios_are_not_reported_as_numbers():
 
 
 def test_the_evaluation_module_agrees_on_the_hand_worked_case():
-    from service.evaluation import evaluate_scores
+    from service.evaluation.vectors import evaluate_scores
 
     ev = evaluate_scores(
         np.array([0.9, 0.8, 0.7, 0.4, 0.3, 0.2, 0.1, 0.65]),
@@ -259,7 +259,7 @@ def replay(data_path, features, *, rate, duration, injections, columns, share, s
 
 @pytest.mark.slow
 def test_stream_with_injection_reports_exactly_what_the_model_flags(
-    live_server, data_dir, model_path
+    live_server, data_dir, model_path, reference
 ):
     opts = dict(rate=40, duration=1.5, columns=["sd"], share=0.5, seed=5)
     injections = ["step:0.5:0.5:8", "offline:1:0.25"]
@@ -272,7 +272,7 @@ def test_stream_with_injection_reports_exactly_what_the_model_flags(
     out = proc.stdout
     assert "seed 5" in out and "step from 0.5 s to 1 s" in out
 
-    est = artifact.load(model_path).estimator()
+    est = reference
     features = artifact.load(model_path).metadata["feature_names"]
     X, injected, labels = replay(data_dir / "test.csv", features, injections=injections, **opts)
     flags = est.predict(X) == -1
@@ -296,9 +296,9 @@ def test_stream_with_injection_reports_exactly_what_the_model_flags(
 
 
 @pytest.mark.slow
-def test_batches_go_through_predictions(live_server, data_dir, model_path):
+def test_batches_go_through_predictions(live_server, data_dir, reference):
     ds = load_csv(data_dir / "test.csv", label_column="label")
-    flagged = int((artifact.load(model_path).estimator().predict(ds.X) == -1).sum())
+    flagged = int((reference.predict(ds.X) == -1).sum())
     proc = run_tester(
         "--url", live_server.url, "--data", str(data_dir / "test.csv"), "--batch", "64",
     )  # fmt: skip
@@ -339,7 +339,7 @@ def test_tester_needs_only_requests():
 
 def test_tester_reads_labels_as_the_service_does():
     """tester.py keeps its own copy of parse_label (it must run with only requests)."""
-    from service.dataset import parse_label
+    from service.data.dataset import parse_label
 
     for cell in ["1", "0", "true", "False", " yes ", "NO", "anomaly", "normal", "2", "", "x"]:
         try:

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 
 def fsync_dir(path: str | Path) -> None:
@@ -36,14 +37,17 @@ def fsync_tree(root: str | Path) -> None:
         fsync_dir(dirpath)
 
 
-def atomic_write(path: str | Path, write: Callable[[BinaryIO], object], mode: int = 0o644) -> None:
-    """Replace ``path`` with what ``write`` writes to the file object it is given."""
+@contextmanager
+def atomic_file(path: str | Path, mode: int = 0o644, *, text: bool = False) -> Iterator[IO]:
+    """A file object whose content replaces ``path`` only once the block ends without error
+    (``text``: UTF-8 text with no newline translation, as the csv module wants)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
+        opened = os.fdopen(fd, "w", newline="", encoding="utf-8") if text else os.fdopen(fd, "wb")
+        with opened as fh:
+            yield fh
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp_name, mode)
@@ -52,6 +56,12 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], object], mode: in
         Path(tmp_name).unlink(missing_ok=True)
         raise
     fsync_dir(path.parent)
+
+
+def atomic_write(path: str | Path, write: Callable[[BinaryIO], object], mode: int = 0o644) -> None:
+    """Replace ``path`` with what ``write`` writes to the file object it is given."""
+    with atomic_file(path, mode) as fh:
+        write(fh)
 
 
 def atomic_write_bytes(path: str | Path, data: bytes, mode: int = 0o644) -> None:

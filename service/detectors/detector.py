@@ -47,7 +47,7 @@ __all__ = [
 ]
 
 STATE_FORMAT = 1
-MIN_TRAINING_ROWS = 10  # the same floor as service.training.MIN_TRAINING_ROWS
+MIN_TRAINING_ROWS = 10  # the same floor as service.training.trainer.MIN_TRAINING_ROWS
 
 
 def common_params(kind: DetectorKind) -> tuple[Param, ...]:

@@ -1,10 +1,10 @@
 """``iforest``: today's IsolationForest and its compiled exact scorer, as a kind.
 
-Training is scikit-learn's ``IsolationForest`` built as ``service.training.train`` builds it;
-serving is ``service.fastforest.CompiledForest`` (bit-identical to ``score_samples``). The raw
-score is the paper's s(x) = ``-score_samples(x)``, as the service answers today, and the
-threshold is ``-offset_``, so ``score > threshold`` is exactly ``predict(x) == -1``.
-Defaults are Vigil's ``TrainingParams`` (contamination 0.02), not PyOD's.
+Training is scikit-learn's ``IsolationForest`` built as ``service.training.trainer.train``
+builds it; serving is ``service.detectors.compiled_forest.CompiledForest`` (bit-identical to
+``score_samples``). The raw score is the paper's s(x) = ``-score_samples(x)``, as the service
+answers today, and the threshold is ``-offset_``, so ``score > threshold`` is exactly
+``predict(x) == -1``. Defaults are Vigil's ``TrainingParams`` (contamination 0.02), not PyOD's.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 
 from service.detectors.base import DetectorKind, Fit, FitError, Param, boolean, integer, number
+from service.detectors.compiled_forest import CompiledForest
 from service.detectors.table import register
-from service.fastforest import CompiledForest
 
 
 def _max_samples(raw: Any) -> int | float | str:
@@ -47,7 +47,7 @@ def _max_features(raw: Any) -> int | float:
 
 
 def _defaults() -> dict[str, Any]:
-    from service.training import TrainingParams
+    from service.training.trainer import TrainingParams
 
     return {f.name: f.default for f in fields(TrainingParams)}
 
@@ -56,7 +56,7 @@ class IForest(DetectorKind):
     name = "iforest"
     summary = "IsolationForest (scikit-learn), served by the compiled exact forest"
 
-    # Parameters and defaults come from service.training.TrainingParams, which imports
+    # Parameters and defaults come from service.training.trainer.TrainingParams, which imports
     # scikit-learn: built on first use so that loading a fitted forest does not import it.
     @functools.cached_property
     def params(self) -> tuple[Param, ...]:  # type: ignore[override]
@@ -75,7 +75,7 @@ class IForest(DetectorKind):
     def fit(self, X: np.ndarray, params: Mapping[str, Any], seed: int) -> Fit:
         from sklearn.ensemble import IsolationForest
 
-        from service.training import TrainingParams
+        from service.training.trainer import TrainingParams
 
         tp = TrainingParams(**dict(params), random_state=seed)
         try:

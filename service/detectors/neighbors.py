@@ -149,10 +149,20 @@ class _LofScorer:
             raise ValueError("lof state: k_distance and lrd must have one value per row")
         self._nn = _Neighbours(state["X_train"], state["n_neighbors"], state["p"])
         self.n_features = self._nn.n_features
+        self._n = n
 
     def score(self, X: np.ndarray) -> np.ndarray:
         # LocalOutlierFactor.score_samples, negated as PyOD's decision_function does.
         dist, idx = self._nn.query(X)
+        if idx.max() >= self._n:
+            # Distances that overflow float64 (a row near 1e154 or beyond) come back from the
+            # tree as no neighbour: index n, distance inf. Any row's k-distance then gives
+            # reach inf, and the score is inf, as PyOD's.
+            with np.errstate(divide="ignore"):
+                return self._score(dist, np.minimum(idx, self._n - 1))
+        return self._score(dist, idx)
+
+    def _score(self, dist: np.ndarray, idx: np.ndarray) -> np.ndarray:
         reach = np.maximum(dist, self._kdist[idx])
         X_lrd = 1.0 / (np.mean(reach, axis=1) + 1e-10)
         ratios = self._lrd[idx] / X_lrd[:, np.newaxis]

@@ -99,7 +99,8 @@ def check_version(value: object) -> int:
     raise InvalidNameError(f"invalid version {value!r}: use a whole number from 1")
 
 
-def _listing(items: Iterable[object]) -> str:
+def listing(items: Iterable[object]) -> str:
+    """Names for an error message: at most LISTED_NAMES, then how many more."""
     items = [str(i) for i in items]
     if not items:
         return "none"
@@ -165,7 +166,7 @@ class ModelInfo:
         found = self._by_number(n)
         if found is None:
             raise NotFoundError(
-                f"model {self.name!r} has no version {n}; versions: {_listing(self.numbers)}"
+                f"model {self.name!r} has no version {n}; versions: {listing(self.numbers)}"
             )
         return found
 
@@ -175,7 +176,7 @@ class ModelInfo:
         found = None if number is None else self._by_number(number)
         if found is None:
             raise NotFoundError(
-                f"model {self.name!r} has no alias {alias!r}; aliases: {_listing(self.aliases)}"
+                f"model {self.name!r} has no alias {alias!r}; aliases: {listing(self.aliases)}"
             )
         return found
 
@@ -194,7 +195,7 @@ class RegistrySnapshot:
         check_name(name)
         found = self.models.get(name)
         if found is None:
-            raise NotFoundError(f"no model {name!r}; models: {_listing(sorted(self.models))}")
+            raise NotFoundError(f"no model {name!r}; models: {listing(sorted(self.models))}")
         return found
 
     def __iter__(self) -> Iterator[ModelInfo]:
@@ -417,7 +418,7 @@ class Registry:
                 pass
         elif not model_dir.is_dir():
             raise NotFoundError(
-                f"no model {name!r}; models: {_listing(m.name for m in self.snapshot())}"
+                f"no model {name!r}; models: {listing(m.name for m in self.snapshot())}"
             )
         fd = os.open(model_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -480,7 +481,7 @@ class Registry:
             numbers = _version_numbers(model_dir)
             if number not in numbers:
                 raise NotFoundError(
-                    f"model {name!r} has no version {number}; versions: {_listing(numbers)}"
+                    f"model {name!r} has no version {number}; versions: {listing(numbers)}"
                 )
             state = _State.read(model_dir)
             previous = state.point(alias, number)
@@ -496,7 +497,7 @@ class Registry:
             current = state.aliases.get(alias)
             if current is None:
                 raise NotFoundError(
-                    f"model {name!r} has no alias {alias!r}; aliases: {_listing(state.aliases)}"
+                    f"model {name!r} has no alias {alias!r}; aliases: {listing(state.aliases)}"
                 )
             numbers = set(_version_numbers(model_dir))
             past = state.history.get(alias, [])
@@ -519,7 +520,7 @@ class Registry:
             numbers = _version_numbers(model_dir)
             if number not in numbers:
                 raise NotFoundError(
-                    f"model {name!r} has no version {number}; versions: {_listing(numbers)}"
+                    f"model {name!r} has no version {number}; versions: {listing(numbers)}"
                 )
             state = _State.read(model_dir)
             holding = sorted(a for a, n in state.aliases.items() if n == number)

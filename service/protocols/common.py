@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import orjson
 
-from service.validation import InputError, decode_json
+from service.core.features import InputError, decode_json
 
 BAD_REQUEST = 400
 NOT_FOUND = 404

@@ -1,6 +1,6 @@
 """KServe V1 (REST): ``{"instances": [...]}`` in; model documents out.
 
-Rows are parsed by the model's :class:`~service.validation.FeatureParser`, as for
+Rows are parsed by the model's :class:`~service.core.features.FeatureParser`, as for
 ``/predictions``: each instance is an array of feature values in order or an object keyed by
 feature name, with the same checks and row limit. The ``:predict`` answer is the
 ``/predictions`` body, ``handlers.batch_result(model, scores, with_score)``: its
@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from service.core.features import FeatureParser, InputError
 from service.protocols.common import (
     NOT_FOUND,
     NOT_READY,
@@ -24,7 +25,6 @@ from service.protocols.common import (
     not_ready_message,
     unknown_model_message,
 )
-from service.validation import FeatureParser, InputError
 
 
 class V1Error(ProtocolError):

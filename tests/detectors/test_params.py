@@ -45,7 +45,7 @@ def test_defaults_are_pyods(kind: str) -> None:
 
 
 def test_iforest_defaults_are_todays_training_params() -> None:
-    from service.training import TrainingParams
+    from service.training.trainer import TrainingParams
 
     ours = detector.resolve_params("iforest", {})
     tp = TrainingParams()

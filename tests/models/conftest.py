@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from service import artifact
-from service.artifact import ModelArtifact
+from service.models import artifact
+from service.models.artifact import ModelArtifact
 from service.models.registry import Registry, RegistrySnapshot
 
 

@@ -1,4 +1,4 @@
-"""``python -m service.cli_models``: output and exit codes as a user sees them."""
+"""``python -m service.cli.models``: output and exit codes as a user sees them."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from tests.support import REPO
 
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "service.cli_models", *args],
+        [sys.executable, "-m", "service.cli.models", *args],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -146,7 +146,7 @@ def test_the_commands_plug_into_another_parser_as_a_subcommand(root, capsys):
     """How ``python -m service models ...`` will wire them: same arguments, same handlers."""
     import argparse
 
-    from service import cli_models
+    from service.cli import models as cli_models
 
     parser = argparse.ArgumentParser(prog="python -m service")
     cli_models.add_arguments(parser.add_subparsers(dest="command").add_parser("models"))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from service import artifact
+from service.models import artifact
 from service.models.registry import (
     ConflictError,
     InvalidNameError,
@@ -299,7 +299,7 @@ def test_the_registry_and_its_cli_import_neither_fastapi_nor_prometheus():
     from tests.support import REPO
 
     code = (
-        "import sys, service.models, service.cli_models, service.settings;"
+        "import sys, service.models, service.cli.models, service.settings;"
         "web = ('fastapi', 'starlette', 'prometheus_client');"
         "print(sorted(m for m in web if m in sys.modules))"
     )

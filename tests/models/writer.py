@@ -15,7 +15,7 @@ import os
 import signal
 from pathlib import Path
 
-from service import artifact
+from service.models import artifact
 from service.models.registry import ConflictError, Registry
 
 

@@ -2,8 +2,10 @@
 
 The stacks are started by monitor/localstack.py, the machinery behind `make monitor-up`, with
 test-only settings: 1 s scrape and evaluation intervals, every alert's `for:` capped at 2 s,
-and Alertmanager's waits at 1 s. A test whose program is missing is skipped with an install
-hint.
+and Alertmanager's waits at 1 s. Their service serves two models of different kinds: the
+`default` IsolationForest from VIGIL_MODEL_PATH and `sensors`, an ECOD model with two versions
+in a registry (version 2 its default). A test whose program is missing is skipped with an
+install hint.
 """
 
 from __future__ import annotations
@@ -21,6 +23,10 @@ import pytest
 import requests
 
 from monitor import localstack
+from service.models import artifact
+from service.models.artifact import ModelArtifact
+from service.models.registry import Registry
+from service.training.trainer import train_from_csv
 from tests.support import LiveServer, start_server
 
 FAST = {
@@ -136,9 +142,55 @@ def webhook() -> Iterator[Webhook]:
     hook.close()
 
 
+# The registered model next to `default`; its expected anomaly ratio is that of `default` (the
+# contamination in effect), so both are held to the same alert line.
+SENSORS = "sensors"
+SENSORS_KIND = "ecod"
+SENSORS_DEFAULT = "2"
+# A model whose only (default) version is a truncated file: it never loads.
+BROKEN = "pumps"
+
+
+@pytest.fixture(scope="session")
+def sensors_versions(data_dir) -> list[ModelArtifact]:
+    """The two ECOD versions of `sensors`, trained on the same rows as `default`."""
+    return [
+        train_from_csv(data_dir / "train.csv", None, {"contamination": c}, kind=SENSORS_KIND)
+        for c in (0.05, 0.02)
+    ]
+
+
+def build_registry(root: Path, sensors: list[ModelArtifact], *, broken: bool = False) -> Path:
+    """A registry holding `sensors` (its last version promoted to default), and `pumps`."""
+    registry = Registry(root)
+    for number, model in enumerate(sensors, 1):
+        registry.register(SENSORS, lambda p, m=model: artifact.save(m, p), promote=True)
+        assert registry.model(SENSORS).default.number == number
+    if broken:
+        info = registry.register(BROKEN, lambda p: artifact.save(sensors[0], p))
+        data = info.path.read_bytes()
+        info.path.write_bytes(data[: len(data) // 2])
+    return root
+
+
+@pytest.fixture(scope="session")
+def sensors_registry(tmp_path_factory, sensors_versions) -> Path:
+    return build_registry(tmp_path_factory.mktemp("registry") / "models", sensors_versions)
+
+
 def fast_options(
-    state_dir: Path, model_path: Path, credentials: Credentials, webhook_url: str, **kw
+    state_dir: Path,
+    model_path: Path,
+    credentials: Credentials,
+    webhook_url: str,
+    *,
+    registry: Path | None = None,
+    service_env: dict[str, str] | None = None,
+    **kw,
 ) -> localstack.StackOptions:
+    """Test options; the service reads only ``registry`` (none: a folder that does not
+    exist, never the checkout's models/) besides ``model_path``."""
+    env = {"VIGIL_REGISTRY": str(registry or state_dir / "no-registry"), **(service_env or {})}
     return localstack.StackOptions(
         user=credentials.user,
         password_hash=credentials.password_hash,
@@ -146,6 +198,7 @@ def fast_options(
         state_dir=state_dir,
         model_path=model_path,
         front_ports=None,
+        service_env=env,
         wait_for_first_scrape=True,
         timeout=60,
         **{**FAST, **kw},
@@ -156,21 +209,32 @@ def fast_options(
 def not_ready_server(tmp_path_factory) -> Iterator[LiveServer]:
     """A second service instance with no model: it answers predictions with 503."""
     logs = tmp_path_factory.mktemp("not-ready")
-    server = start_server(logs / "absent.joblib", logs, ready=False)
+    env = {"VIGIL_REGISTRY": str(logs / "no-registry")}
+    server = start_server(logs / "absent.joblib", logs, env=env, ready=False)
     yield server
     server.stop()
 
 
 @pytest.fixture(scope="session")
 def monitor_stack(
-    stack_programs, tmp_path_factory, model_path, credentials, webhook, not_ready_server
+    stack_programs,
+    tmp_path_factory,
+    model_path,
+    sensors_versions,
+    credentials,
+    webhook,
+    not_ready_server,
 ) -> Iterator[localstack.Stack]:
-    """The whole stack, also scraping the model-less instance (a source of real 5xx)."""
+    """The whole stack, its service serving `default` and both versions of `sensors` (and
+    failing to load `pumps`), also scraping the model-less instance (a source of real 5xx)."""
+    root = tmp_path_factory.mktemp("stack")
     opts = fast_options(
-        tmp_path_factory.mktemp("stack"),
+        root,
         model_path,
         credentials,
         webhook.url,
+        registry=build_registry(root / "models", sensors_versions, broken=True),
+        service_env={"VIGIL_REGISTRY_LOAD": "all"},
         extra_vigil_targets=[f"127.0.0.1:{not_ready_server.port}"],
     )
     stack = localstack.up(opts)
@@ -190,24 +254,45 @@ def prom_query(stack: localstack.Stack, expr: str) -> list[dict]:
     return body["data"]["result"]
 
 
+def eventually(check: Callable[[], None], timeout: float = 30) -> None:
+    """Retry an assertion until it holds (new samples take a scrape and an evaluation)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            check()
+            return
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1)
+
+
 NORMAL = [0.0, 0.1]
 ANOMALY = [0.5, 0.5]
 
 
 def drive_traffic(service_url: str, not_ready_url: str, rounds: int = 3) -> None:
-    """Real requests: normal points, anomalies, batches, bad input (4xx), no model (503)."""
+    """Real requests to both models (20% anomalies, at least 160 rows a round each): single
+    rows, batches, bad input (4xx), an unknown model (404), no model (503)."""
     s = requests.Session()
+    sensors = f"{service_url}/models/{SENSORS}"
+    batch = [NORMAL] * 40 + [ANOMALY] * 10
     for i in range(rounds):
         if i:
             time.sleep(1.2)  # more than a scrape interval: rates see the counters grow
-        for _ in range(15):
-            assert s.post(f"{service_url}/prediction?score=true", json=NORMAL).status_code == 200
-        for _ in range(5):
-            assert s.post(f"{service_url}/prediction", json=ANOMALY).status_code == 200
-        batch = [NORMAL] * 40 + [ANOMALY] * 10
-        for _ in range(3):
-            assert s.post(f"{service_url}/predictions?score=true", json=batch).status_code == 200
+        for url in (service_url, sensors):
+            for _ in range(15):
+                assert s.post(f"{url}/prediction?score=true", json=NORMAL).status_code == 200
+            for _ in range(5):
+                assert s.post(f"{url}/prediction", json=ANOMALY).status_code == 200
+            for _ in range(3):
+                assert s.post(f"{url}/predictions?score=true", json=batch).status_code == 200
+        few = [NORMAL] * 8 + [ANOMALY] * 2  # version 1 stays below the anomaly alert's floor
+        assert s.post(f"{sensors}/versions/1/predictions", json=few).status_code == 200
         assert s.get(f"{service_url}/model_information").status_code == 200
+        assert s.get(sensors).status_code == 200
+        assert s.post(f"{service_url}/models/nope/prediction", json=NORMAL).status_code == 404
+        assert s.post(f"{sensors}/prediction", json=[1.0]).status_code == 422
         assert s.post(f"{service_url}/prediction", json=[1.0]).status_code == 422
         assert s.post(f"{service_url}/prediction", data="[0.1,", headers={
             "Content-Type": "application/json"}).status_code == 400  # fmt: skip
@@ -225,9 +310,12 @@ def receiver() -> Iterator[Webhook]:
 
 
 @pytest.fixture
-def stack(stack_programs, tmp_path, model_path, credentials, receiver):
-    """A stack of the test's own, alerting to ``receiver`` (the session's shared stack has
-    seen other tests' traffic)."""
-    stack = localstack.up(fast_options(tmp_path / "stack", model_path, credentials, receiver.url))
+def stack(stack_programs, tmp_path, model_path, sensors_registry, credentials, receiver):
+    """A stack of the test's own serving `default` and `sensors` (its default version),
+    alerting to ``receiver`` (the session's shared stack has seen other tests' traffic)."""
+    opts = fast_options(
+        tmp_path / "stack", model_path, credentials, receiver.url, registry=sensors_registry
+    )
+    stack = localstack.up(opts)
     yield stack
     stack.stop()

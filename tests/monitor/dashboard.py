@@ -31,14 +31,26 @@ def queries() -> list[tuple[str, str]]:
     ]
 
 
-def substitute(expr: str, rate_interval: str = "1m", interval: str = "15s") -> str:
-    """What Grafana sends: its built-in and dashboard variables replaced."""
+ALL = ".*"  # the instance, model and feature variables' "All" (their allValue)
+
+
+def substitute(
+    expr: str,
+    rate_interval: str = "1m",
+    interval: str = "15s",
+    model: str = ALL,
+    feature: str = ALL,
+) -> str:
+    """What Grafana sends: its built-in and dashboard variables replaced; ``model`` and
+    ``feature`` are those variables' values (one name, as Grafana puts a single selection)."""
     values = {
         "__rate_interval": rate_interval,
         "__interval": interval,
         "__range": "1h",
         "job": "vigil",
-        "instance": ".*",  # the instance variable's "All" (allValue)
+        "instance": ALL,
+        "model": model,
+        "feature": feature,
     }
 
     def value(m: re.Match) -> str:

@@ -1,5 +1,7 @@
 """End to end: stop the service under a running stack; VigilDown goes from Prometheus through
-the real Alertmanager to a webhook receiver started here. And a refused model reload, likewise."""
+the real Alertmanager to a webhook receiver started here. A refused model reload, likewise. And
+a registered model whose default version cannot load: VigilNotReady for that model only, while
+the instance's other models serve."""
 
 from __future__ import annotations
 
@@ -11,7 +13,14 @@ import pytest
 import requests
 
 from monitor import localstack
-from tests.monitor.conftest import fast_options, prom_query
+from tests.monitor.conftest import (
+    BROKEN,
+    NORMAL,
+    SENSORS,
+    eventually,
+    fast_options,
+    prom_query,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -59,12 +68,15 @@ def test_service_down_alert_reaches_the_webhook(stack, receiver, credentials):
 
 
 def test_refused_model_reload_alert_reaches_the_webhook(
-    stack_programs, tmp_path, model_path, credentials, receiver
+    stack_programs, tmp_path, model_path, sensors_registry, credentials, receiver
 ):
     model_dir = tmp_path / "model"
     shutil.copytree(model_path.parent, model_dir)
     model = model_dir / model_path.name
-    stack = localstack.up(fast_options(tmp_path / "stack", model, credentials, receiver.url))
+    opts = fast_options(
+        tmp_path / "stack", model, credentials, receiver.url, registry=sensors_registry
+    )
+    stack = localstack.up(opts)
     try:
         vigil = stack.components["vigil"]
         # A truncated file replaces the model, and the service is asked to reload it.
@@ -78,9 +90,59 @@ def test_refused_model_reload_alert_reaches_the_webhook(
         assert alert["labels"]["severity"] == "warning"
         assert alert["labels"]["instance"] == f"127.0.0.1:{stack.ports['vigil']}"
         assert alert["annotations"]["runbook_url"] == "docs/runbook.md#vigilmodelreloadrefused"
-        # The old model keeps serving: nothing else fires.
+        # The old models keep serving: nothing else fires.
         assert requests.get(vigil.url + "/health/ready", timeout=5).status_code == 200
+        for path in ("/prediction", f"/models/{SENSORS}/prediction"):
+            assert requests.post(vigil.url + path, json=NORMAL, timeout=5).status_code == 200
         assert {a["labels"]["alertname"] for a in receiver.alerts()} == {"VigilModelReloadRefused"}
         assert "reload refused" in vigil.log.read_text()
     finally:
         stack.stop()
+
+
+def test_a_model_that_cannot_load_alerts_for_that_model_only(
+    monitor_stack, not_ready_server, webhook
+):
+    """The stack's service has a registered model, `pumps`, whose default version is a
+    truncated file: VigilNotReady names that instance and that model, not the instance's
+    other models, which keep answering."""
+    vigil = monitor_stack.components["vigil"]
+    main = f"127.0.0.1:{monitor_stack.ports['vigil']}"
+    alert = webhook.wait_for_alert(
+        lambda a: (
+            a["labels"]["alertname"] == "VigilNotReady" and a["labels"].get("model") == BROKEN
+        ),
+        timeout=60,
+    )
+    assert alert["status"] == "firing"
+    assert alert["labels"] == {
+        "alertname": "VigilNotReady",
+        "severity": "critical",
+        "job": "vigil",
+        "instance": main,
+        "model": BROKEN,
+    }
+    assert alert["annotations"]["summary"] == f"Vigil {main} is not serving model {BROKEN}"
+    assert alert["annotations"]["runbook_url"] == "docs/runbook.md#vigilnotready"
+
+    # `pumps` is refused by name; the others on the same instance answer.
+    r = requests.post(f"{vigil.url}/models/{BROKEN}/prediction", json=NORMAL, timeout=5)
+    assert r.status_code == 503 and BROKEN in r.json()["detail"], r.text
+    for path in ("/prediction", f"/models/{SENSORS}/prediction"):
+        assert requests.post(vigil.url + path, json=NORMAL, timeout=5).status_code == 200
+
+    # Not ready: `pumps` here and the model-less instance's `default`, nothing else.
+    model_less = f"127.0.0.1:{not_ready_server.port}"
+
+    def not_ready() -> None:
+        result = prom_query(monitor_stack, 'ALERTS{alertname="VigilNotReady"}')
+        shown = {(a["metric"]["instance"], a["metric"]["model"]) for a in result}
+        assert shown == {(main, BROKEN), (model_less, "default")}
+
+    eventually(not_ready)
+    sent = {
+        (a["labels"]["instance"], a["labels"]["model"])
+        for a in webhook.alerts()
+        if a["labels"]["alertname"] == "VigilNotReady"
+    }
+    assert sent <= {(main, BROKEN), (model_less, "default")}

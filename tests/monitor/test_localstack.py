@@ -3,11 +3,13 @@ line that `make monitor-env`, `monitor-up`, `monitor-status` and `monitor-down` 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import requests
@@ -65,8 +67,12 @@ def test_prometheus_config_keeps_everything_but_addresses(tmp_path):
     assert rendered["rule_files"] == [str(localstack.RULES_DIR / "*.yml")]
     jobs = {j["job_name"]: j for j in rendered["scrape_configs"]}
     assert set(jobs) == {j["job_name"] for j in source["scrape_configs"]}
-    targets = [t for s in jobs["vigil"]["static_configs"] for t in s["targets"]]
-    assert targets == ["127.0.0.1:1001", "127.0.0.1:9999"]
+    # The replicas by file discovery (the targets file next to the config), extras static.
+    (sd,) = jobs["vigil"]["file_sd_configs"]
+    files = [json.loads(Path(f).read_text()) for f in sd["files"]]
+    assert [t for f in files for group in f for t in group["targets"]] == ["127.0.0.1:1001"]
+    assert "dns_sd_configs" not in jobs["vigil"]
+    assert jobs["vigil"]["static_configs"] == [{"targets": ["127.0.0.1:9999"]}]
     assert jobs["prometheus"]["static_configs"][0]["targets"] == ["127.0.0.1:1002"]
     am = rendered["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"]
     assert am == ["127.0.0.1:1003"]
@@ -109,11 +115,13 @@ def test_test_settings_shorten_intervals_and_for_only(tmp_path):
 def test_an_unknown_target_in_prometheus_yml_is_an_error(tmp_path, monkeypatch):
     config = tmp_path / "prometheus.yml"
     config.write_text(
-        localstack.PROMETHEUS_CONFIG.read_text().replace('"vigil:8000"', '"vigil:8001"')
+        localstack.PROMETHEUS_CONFIG.read_text().replace(
+            '"alertmanager:9093"', '"alertmanager:9094"'
+        )
     )
     monkeypatch.setattr(localstack, "PROMETHEUS_CONFIG", config)
     opts = localstack.StackOptions(**OPTS)
-    with pytest.raises(localstack.StackError, match="vigil:8001"):
+    with pytest.raises(localstack.StackError, match="alertmanager:9094"):
         localstack.render_prometheus_config(opts, PORTS, [], tmp_path / "p.yml")
 
 

@@ -86,19 +86,40 @@ def test_promtool_unit_tests_pass(promtool):
     assert r.stdout.count("SUCCESS") == len(TEST_FILES), r.stdout
 
 
+EXPECTED = "job_model_version:vigil_model_expected_anomaly_ratio:max"
+# Rule mutations the unit tests must catch: the alert, and (text, replacement) pairs.
+MUTATIONS = {
+    "VigilDown": [('up{job="vigil"} == 0', 'up{job="vigil"} == 1')],
+    # The anomaly rate held to one expected ratio per model, not per version.
+    "VigilAnomalyRateHigh": [
+        ("> on (job, model, version)", "> on (job, model) group_left"),
+        (f"3 * {EXPECTED}", f"3 * max by (job, model) ({EXPECTED})"),
+    ],
+    # Not-ready per instance, whichever model it is.
+    "VigilNotReady": [
+        ('vigil_model_ready{job="vigil"} == 0', "min by (job, instance) (vigil_model_ready) == 0")
+    ],
+}
+
+
 @pytest.mark.slow
-def test_promtool_unit_tests_can_fail(promtool, tmp_path):
-    """A broken rule (VigilDown on up == 1) makes the same unit tests fail."""
+@pytest.mark.parametrize("alert", MUTATIONS)
+def test_promtool_unit_tests_can_fail(promtool, tmp_path, alert):
+    """A broken rule makes the same unit tests fail, naming the alert."""
     (tmp_path / "rules").mkdir()
     for path in RULE_FILES:
-        text = path.read_text().replace('up{job="vigil"} == 0', 'up{job="vigil"} == 1')
+        text = path.read_text()
+        if path.name == "vigil-alerts.yml":
+            for old, new in MUTATIONS[alert]:
+                assert old in text, f"mutation for {alert} no longer applies: {old}"
+                text = text.replace(old, new)
         (tmp_path / "rules" / path.name).write_text(text)
     (tmp_path / "tests").mkdir()
     for path in TEST_FILES:
         (tmp_path / "tests" / path.name).write_text(path.read_text())
     r = run(promtool, "test", "rules", *map(str, sorted((tmp_path / "tests").glob("*.yml"))))
     assert r.returncode != 0
-    assert "VigilDown" in r.stdout + r.stderr
+    assert f"alertname: {alert}," in r.stdout + r.stderr
 
 
 def test_every_alert_has_severity_annotations_and_a_runbook_section():
@@ -123,8 +144,77 @@ def test_the_issue_s_alerts_exist():
     assert "ratio_rate1h > (14.4 * 0.001)" in fast and "ratio_rate5m > (14.4" in fast
     assert "ratio_rate6h > (6 * 0.001)" in slow and "ratio_rate30m > (6" in slow
     assert 'quantile="0.99"' in exprs["VigilLatencyP99High"]
-    assert "expected_anomaly_ratio" in exprs["VigilAnomalyRateHigh"]
-    assert "increase15m" in exprs["VigilAnomalyRateHigh"]
+    anomaly = exprs["VigilAnomalyRateHigh"]
+    assert "expected_anomaly_ratio" in anomaly and "increase15m" in anomaly
+    # Each model version against its own expected ratio.
+    assert anomaly.count("on (job, model, version)") == 2
+
+
+def test_per_model_alerts_name_the_model():
+    by_name = {a["alert"]: a for a in alerts()}
+    for name, labels in {
+        "VigilNotReady": ["model"],
+        "VigilAnomalyRateHigh": ["model", "version"],
+    }.items():
+        for key in ("summary", "description"):
+            text = by_name[name]["annotations"][key]
+            for label in labels:
+                assert f"$labels.{label} }}}}" in text, f"{name} {key} does not name the {label}"
+
+
+def test_model_recording_rules_keep_the_model_label():
+    """A rule that summed models together could hide one model's alert behind another's
+    traffic; the per-version ones keep the version too (each has its expected ratio)."""
+    model_rules = [
+        r
+        for r in rules()
+        if "record" in r and re.search(r"vigil_predictions|vigil_model_", r["expr"])
+    ]
+    assert model_rules
+    for rule in model_rules:
+        groupings = [g.split(", ") for g in re.findall(r"by \(([^)]*)\)", rule["expr"])]
+        assert groupings, rule["record"]
+        level = rule["record"].split(":")[0].split("_")
+        assert "model" in level, f"{rule['record']} sums the models together"
+        for grouping in groupings:
+            assert sorted(grouping) == sorted(level), rule["record"]
+
+
+def alert_cases(alertname: str) -> list[tuple[dict, dict]]:
+    """(unit test, alert_rule_test case) pairs for one alert."""
+    return [
+        (test, case)
+        for test in unit_tests()
+        for case in test.get("alert_rule_test", [])
+        if case["alertname"] == alertname
+    ]
+
+
+def series_labels(test: dict, metric: str, label: str) -> set[str]:
+    found = set()
+    for s in test.get("input_series", []):
+        if s["series"].startswith(metric + "{"):
+            m = re.search(label + r'="([^"]*)"', s["series"])
+            if m:
+                found.add(m.group(1))
+    return found
+
+
+@pytest.mark.parametrize(
+    ("alertname", "metric", "label"),
+    [
+        ("VigilAnomalyRateHigh", "vigil_predictions_total", "model"),
+        ("VigilAnomalyRateHigh", "vigil_predictions_total", "version"),
+        ("VigilNotReady", "vigil_model_ready", "model"),
+    ],
+)
+def test_unit_tests_fire_per_model_alerts_for_one_of_several(alertname, metric, label):
+    """The issue's per-model cases: of two models (or two versions of one), one fires alone."""
+    for test, case in alert_cases(alertname):
+        fired = {exp["exp_labels"].get(label) for exp in case.get("exp_alerts") or []}
+        if len(series_labels(test, metric, label)) >= 2 and len(fired) == 1:
+            return
+    pytest.fail(f"no unit test where {alertname} fires for one {label} of several")
 
 
 def test_unit_tests_cover_every_alert_firing_and_not_firing():

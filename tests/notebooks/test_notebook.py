@@ -8,16 +8,21 @@ import sys
 from pathlib import Path
 
 import nbformat
+import numpy as np
 import pytest
 import requests
 from nbclient import NotebookClient
 
-from service import artifact
+from service.data.dataset import load_csv
+from service.models import artifact
+from service.models.loaded import Model
+from service.models.registry import Registry
 from tests.support import REPO, start_server
 
 NOTEBOOK = REPO / "notebooks" / "anomaly_training.ipynb"
 KERNEL_NAME = "vigil-notebook-test"
 N_ESTIMATORS = 50
+KINDS = ("iforest", "lof")
 
 
 def _kernel_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -52,6 +57,7 @@ def _with_parameters(nb: nbformat.NotebookNode, **params: object) -> None:
 @pytest.mark.slow
 def test_notebook_trains_the_cli_model_and_it_serves(tmp_path, monkeypatch):
     data_dir, model_path = tmp_path / "data", tmp_path / "models" / "model.joblib"
+    registry_dir = tmp_path / "registry"
     nb = nbformat.read(NOTEBOOK, as_version=4)
     nbformat.validate(nb)
     _with_parameters(
@@ -61,6 +67,8 @@ def test_notebook_trains_the_cli_model_and_it_serves(tmp_path, monkeypatch):
         TRAIN_ROWS=500,
         TEST_ROWS=200,
         N_ESTIMATORS=N_ESTIMATORS,
+        KINDS=KINDS,
+        REGISTRY_DIR=str(registry_dir),
     )
     _kernel_env(tmp_path, monkeypatch)
     client = NotebookClient(
@@ -77,7 +85,11 @@ def test_notebook_trains_the_cli_model_and_it_serves(tmp_path, monkeypatch):
     errors = [o for o in outputs if o.output_type == "error"]
     assert not errors, errors
     images = [o for o in outputs if "image/png" in o.get("data", {})]
-    assert len(images) == 3, f"expected 3 figures (boundary, histogram, evaluation): {len(images)}"
+    assert len(images) == 5, (
+        "expected 5 figures (boundary, histogram, evaluation, the two kinds' score maps and"
+        f" their score distributions): {len(images)}"
+    )
+    text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
 
     # It wrote a valid artifact that the service's loader accepts.
     assert (data_dir / "train.csv").is_file() and (data_dir / "test.csv").is_file()
@@ -108,11 +120,46 @@ def test_notebook_trains_the_cli_model_and_it_serves(tmp_path, monkeypatch):
     assert cli.metadata["params"] == model.metadata["params"]
     assert cli.metadata["training_data"] == model.metadata["training_data"] == "train.csv"
 
-    # The real service loads the notebook's artifact and answers with its version.
-    server = start_server(model_path, tmp_path / "logs")
+    # Both kinds were registered, once each, as the default of their own model; each loads
+    # from the registry as the service loads it, flags its contamination of the training rows
+    # and the labelled anomalies. The iforest is the very model the notebook saved (same
+    # data, parameters and seed).
+    registry = Registry(registry_dir)
+    assert sorted(m.name for m in registry.snapshot()) == [f"notebook-{k}" for k in KINDS]
+    test = load_csv(data_dir / "test.csv", label_column="label")
+    registered = {}
+    for kind in KINDS:
+        info = registry.model(f"notebook-{kind}")
+        assert info.numbers == (1,) and dict(info.aliases) == {"default": 1}
+        version = info.default
+        assert version.kind == kind
+        served = Model(artifact.load(version.path), source=version.path, name=info.name)
+        assert served.kind == kind and served.metadata["n_training_rows"] == 500
+        assert served.metadata["params"]["contamination"] == 0.02
+        assert served.metadata["training_anomaly_ratio"] == pytest.approx(0.02, abs=0.005)
+        scores = served.score(test.X)
+        assert scores.is_anomaly[test.labels].all()  # the sample data's anomalies are far out
+        assert scores.is_anomaly[~test.labels].mean() < 0.1
+        assert f"{info.name}@1 ({kind}) loads from" in text
+        registered[kind] = served
+    assert text.count("scores the test rows exactly as in memory") == len(KINDS)
+    assert registered["iforest"].version == model.version
+    assert registered["lof"].version != model.version
+
+    # The real service loads the notebook's artifact and answers with its version, and serves
+    # the registered models by name beside it.
+    server = start_server(model_path, tmp_path / "logs", env={"VIGIL_REGISTRY": str(registry_dir)})
     try:
         resp = requests.post(f"{server.url}/prediction?score=true", json=[0.1, 0.1], timeout=10)
         assert resp.status_code == 200, resp.text
         assert resp.json()["model_version"] == model.version
+        for kind, served in registered.items():
+            url = f"{server.url}/models/notebook-{kind}/prediction?score=true"
+            resp = requests.post(url, json=[0.1, 0.1], timeout=10)
+            assert resp.status_code == 200, resp.text
+            body = resp.json()
+            assert (body["model"], body["kind"]) == (f"notebook-{kind}", kind)
+            assert body["model_version"] == served.version
+            assert body["anomaly_score"] == served.score(np.array([[0.1, 0.1]])).anomaly_score[0]
     finally:
         server.stop()

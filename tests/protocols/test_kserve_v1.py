@@ -6,10 +6,11 @@ import numpy as np
 import orjson
 import pytest
 
-from service import artifact, handlers
+from service.core.features import FeatureParser
+from service.models import artifact
+from service.models.loaded import Model
 from service.protocols import error_body, kserve_v1
-from service.scoring import Model
-from service.validation import FeatureParser
+from service.serving import dataplane as handlers
 
 PARSER = FeatureParser(("mean", "sd"))
 

@@ -10,9 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from service import artifact, handlers
+from service.models import artifact
+from service.models.loaded import Model
 from service.protocols import v2
-from service.scoring import Model
+from service.serving import dataplane as handlers
 from tests.protocols.triton import DTYPES, read_response, request_body
 
 NAMES = ("mean", "sd")

@@ -4,14 +4,16 @@ import shutil
 
 import numpy as np
 import pytest
+import sklearn
 from fastapi.testclient import TestClient
 
-from service import artifact
-from service.app import create_app
+from service.api.app import create_app
+from service.models import artifact
 from service.settings import Settings
 
 
 def client_for(model_path, **settings) -> TestClient:
+    settings.setdefault("registry", model_path.parent / "no-registry")
     return TestClient(create_app(Settings(model_path=model_path, **settings)))
 
 
@@ -21,26 +23,24 @@ def client(model_path):
         yield c
 
 
-@pytest.fixture(scope="module")
-def estimator(model_path):
-    return artifact.load(model_path).estimator()
-
-
-def test_seed_request_answers_like_sklearn(client, estimator):
+def test_seed_request_answers_like_sklearn(client, reference):
     r = client.post("/prediction?score=true", json=[0.1, 0.1])
     assert r.status_code == 200
     body = r.json()
     x = np.array([[0.1, 0.1]])
-    assert body["prediction"] == int(estimator.predict(x)[0])
-    assert body["is_anomaly"] is bool(estimator.predict(x)[0] == -1)
-    assert body["anomaly_score"] == pytest.approx(-estimator.score_samples(x)[0], abs=1e-12)
+    assert body["prediction"] == int(reference.predict(x)[0])
+    assert body["is_anomaly"] is bool(reference.predict(x)[0] == -1)
+    assert body["anomaly_score"] == pytest.approx(-reference.score_samples(x)[0], abs=1e-12)
     assert body["model_version"] == artifact.load(client.app.state.settings.model_path).version
+    # A lone VIGIL_MODEL_PATH file is served as version 1 of the model "default".
+    assert (body["model"], body["version"], body["kind"]) == ("default", 1, "iforest")
 
 
 def test_score_false_leaves_the_score_out(client):
     r = client.post("/prediction?score=false", json=[0.1, 0.1])
     assert r.status_code == 200
-    assert set(r.json()) == {"prediction", "is_anomaly", "model_version"}
+    names = {"model", "version", "model_version", "kind"}
+    assert set(r.json()) == {"prediction", "is_anomaly", *names}
 
 
 def test_object_keyed_by_feature_name(client):
@@ -50,15 +50,15 @@ def test_object_keyed_by_feature_name(client):
     assert by_name["is_anomaly"] is True
 
 
-def test_batch_results_in_order(client, estimator):
+def test_batch_results_in_order(client, reference):
     rows = [[0.1, 0.1], [0.5, 0.5], {"mean": 0.0, "sd": 0.1}]
     r = client.post("/predictions?score=true", json=rows)
     assert r.status_code == 200
     body = r.json()
     X = np.array([[0.1, 0.1], [0.5, 0.5], [0.0, 0.1]])
-    assert [p["prediction"] for p in body["predictions"]] == estimator.predict(X).tolist()
+    assert [p["prediction"] for p in body["predictions"]] == reference.predict(X).tolist()
     np.testing.assert_allclose(
-        [p["anomaly_score"] for p in body["predictions"]], -estimator.score_samples(X), atol=1e-12
+        [p["anomaly_score"] for p in body["predictions"]], -reference.score_samples(X), atol=1e-12
     )
     assert body["model_version"] == client.get("/model_information").json()["model_version"]
 
@@ -149,7 +149,10 @@ def test_model_information(client, model_path):
     assert info["n_training_rows"] == 2000
     assert info["created_at"] == meta["created_at"]
     assert info["training_scores"] == meta["training_scores"]
-    assert info["sklearn_version"] == meta["sklearn_version"]
+    assert info["library_versions"] == meta["library_versions"]
+    assert info["library_versions"]["scikit-learn"] == sklearn.__version__
+    assert (info["model"], info["version"], info["kind"]) == ("default", 1, "iforest")
+    assert info["offset"] == -meta["threshold"]
     assert info["model_file"] == "model.joblib"
 
 
@@ -157,7 +160,12 @@ def test_health(client, model_path):
     assert client.get("/health/live").json() == {"status": "alive"}
     r = client.get("/health/ready")
     assert r.status_code == 200
-    assert r.json() == {"status": "ready", "model_version": artifact.load(model_path).version}
+    assert r.json() == {
+        "status": "ready",
+        "model": "default",
+        "model_version": artifact.load(model_path).version,
+        "models": {"default": "ready"},
+    }
 
 
 @pytest.fixture

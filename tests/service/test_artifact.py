@@ -6,11 +6,18 @@ import time
 import numpy as np
 import pytest
 
-from service import artifact
-from service.artifact import ArtifactError
-from service.model_store import ModelStore
-from service.training import TrainingParams, train
+from service.models import artifact
+from service.models.artifact import ArtifactError
+from service.models.store import ModelStore
+from service.settings import Settings
+from service.training.trainer import TrainingParams, train
 from tests.service.hostile import Swapper, evil_pickle, make_unreadable
+from tests.support import write_format_1
+
+
+def store_for(path) -> ModelStore:
+    """A store serving the one artifact at ``path`` (no registry)."""
+    return ModelStore(Settings(model_path=path, registry=path.parent / "no-registry"))
 
 
 @pytest.fixture
@@ -52,14 +59,15 @@ def test_a_file_swapped_after_its_hash_check_is_never_unpickled(small, tmp_path)
     """The race of issue #9: the file is replaced between the hash check and the unpickle.
     Reloads run while another thread swaps a good file and a code-running pickle of the same
     size in and out; the pickle's code must never run, and no answer names the folder."""
-    store = ModelStore()
-    store.load(small)
+    store = store_for(small)
+    store.load()
+    assert store.model is not None
     marker = tmp_path / "code-ran"
     results: dict[str, int] = {}
     deadline = time.monotonic() + 3
     with Swapper(small, marker, tmp_path / "stage") as swapper:
         for _ in range(500):  # before the fix, the pickle ran within about 100 reloads
-            outcome = store.reload(small)
+            outcome = store.reload()
             results[outcome.result] = results.get(outcome.result, 0) + 1
             assert str(small.parent) not in (outcome.reason or "")
             if marker.exists() or time.monotonic() > deadline:
@@ -121,13 +129,14 @@ def test_missing_manifest_is_refused(copy):
         artifact.load(copy)
 
 
-def test_other_sklearn_version_is_refused(copy):
-    mpath = artifact.manifest_path(copy)
-    manifest = json.loads(mpath.read_text())
-    manifest["metadata"]["sklearn_version"] = "0.24.2"
-    mpath.write_text(json.dumps(manifest))
-    with pytest.raises(ArtifactError, match=r"trained with scikit-learn 0\.24\.2"):
+def test_a_format_1_artifact_is_refused_with_re_train(copy, tmp_path):
+    """An artifact written before detector kinds (a pickled IsolationForest) is never
+    unpickled: the manifest's format refuses it, saying what to do."""
+    write_format_1(copy)
+    with pytest.raises(ArtifactError) as err:
         artifact.load(copy)
+    assert "format 1" in err.value.public and "re-train" in err.value.public
+    assert str(copy.parent) not in err.value.public
 
 
 def test_manifest_metadata_must_match_the_file(copy):
@@ -150,14 +159,16 @@ def test_public_reason_hides_the_directory(copy):
 def test_an_unreadable_file_is_refused_without_its_path(copy):
     """An OSError names its file with the full path: it must not reach a client."""
     make_unreadable(copy)
-    store = ModelStore()
     with pytest.raises(ArtifactError) as err:
-        store.load(copy)
+        artifact.load(copy)
     assert err.value.public == "model.joblib: model file cannot be read (Permission denied)"
-    assert store.not_ready_reason == err.value.public
-    outcome = store.reload(copy)
-    assert (outcome.result, outcome.reason) == ("refused", err.value.public)
     assert str(copy) in str(err.value)  # the log still says which file
+    store = store_for(copy)
+    store.load()  # the service starts, not ready, with the reason
+    assert store.model is None
+    assert store.not_ready_reason == f"default@1: {err.value.public}"
+    outcome = store.reload()
+    assert (outcome.result, outcome.reason) == ("refused", store.not_ready_reason)
 
 
 @pytest.mark.parametrize("what", ["model", "manifest"])

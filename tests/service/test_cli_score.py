@@ -9,10 +9,11 @@ import sys
 import numpy as np
 import pytest
 
-from service import artifact, batch_scoring
-from service.cli import main
-from service.dataset import load_csv
-from service.scoring import Model
+from service.cli.main import main
+from service.data import batch_scoring
+from service.data.dataset import load_csv
+from service.models import artifact
+from service.models.loaded import Model
 from tests.support import REPO
 
 N_ROWS = 350
@@ -56,7 +57,9 @@ def read(path) -> tuple[list[str], list[list[str]]]:
     return rows[0], rows[1:]
 
 
-def test_score_a_file_larger_than_a_chunk_with_bad_rows(big_csv, tmp_path, model_path, capsys):
+def test_score_a_file_larger_than_a_chunk_with_bad_rows(
+    big_csv, tmp_path, model_path, reference, capsys
+):
     out = tmp_path / "out.csv"
     code = main(
         ["score", str(big_csv), "--out", str(out), "--model", str(model_path),
@@ -83,7 +86,7 @@ def test_score_a_file_larger_than_a_chunk_with_bad_rows(big_csv, tmp_path, model
     assert f"scored {N_ROWS - len(BAD)} of {N_ROWS} rows" in captured.out
 
     # Every other row: exactly scikit-learn's answer, whatever the column order.
-    est = artifact.load(model_path).estimator()
+    est = reference
     good = [r for i, r in enumerate(rows) if i not in BAD]
     X = np.array([[float(r[3]), float(r[1])] for r in good])  # (mean, sd): the model's order
     assert [int(r[5]) for r in good] == est.predict(X).tolist()

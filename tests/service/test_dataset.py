@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.dataset import DataError, load_csv, parse_number
+from service.data.dataset import DataError, load_csv, parse_number
 
 
 def write(tmp_path: Path, text: str) -> Path:

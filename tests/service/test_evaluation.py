@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from service import artifact, evaluation
-from service.cli import main
-from service.dataset import DataError, load_csv
-from service.scoring import Model
+from service.cli.main import main
+from service.data.dataset import DataError, load_csv
+from service.evaluation import vectors as evaluation
+from service.models import artifact
+from service.models.loaded import Model
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -21,11 +22,11 @@ def model(model_path) -> Model:
     return Model(artifact.load(model_path), source=model_path)
 
 
-def test_metrics_on_the_sample_labelled_data(model, data_dir):
+def test_metrics_on_the_sample_labelled_data(model, data_dir, reference):
     ds = load_csv(data_dir / "test.csv", label_column="label")
     ev = evaluation.evaluate(model, ds.X, ds.labels)
 
-    est = model.artifact.estimator()
+    est = reference
     flags = est.predict(ds.X) == -1
     scores = -est.score_samples(ds.X)
     y = ds.labels

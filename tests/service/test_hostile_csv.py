@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from service import artifact
-from service.training import TrainingParams, train_from_csv
+from service.models import artifact
+from service.training.trainer import TrainingParams, train_from_csv
 from tests.support import REPO
 
 ROWS = [f"{i / 10},{(i % 7) / 10}\n" for i in range(12)]
@@ -216,11 +216,12 @@ def old_model(tmp_path, data_dir):
 
 @pytest.fixture
 def tiny_fs(tmp_path):
-    """A 128 KiB tmpfs: room for a one-tree model, not for a hundred trees."""
+    """A 768 KiB tmpfs: room for a one-tree model (about 280 KiB with its manifest), not for a
+    hundred trees beside it (about 720 KiB)."""
     mnt = tmp_path / "tiny"
     mnt.mkdir()
     mount = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=128k", "tmpfs", str(mnt)],
+        ["mount", "-t", "tmpfs", "-o", "size=768k", "tmpfs", str(mnt)],
         capture_output=True,
         text=True,
     )
@@ -319,7 +320,7 @@ def test_score_on_a_full_disk_names_the_output_and_leaves_nothing(
     tiny_fs, tmp_path, data_dir, model_path
 ):
     rows = (data_dir / "train.csv").read_text().splitlines()
-    big = write(tmp_path / "big.csv", "\n".join(rows + rows[1:] * 3) + "\n")  # 148 KB
+    big = write(tmp_path / "big.csv", "\n".join(rows + rows[1:] * 20) + "\n")  # ~800 KB
     out = tiny_fs / "scored.csv"
     proc = score(big, out, model_path)
     assert_refused(proc, out, "cannot write", "No space left on device")

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from service.http_protocol import RESERVED_FDS, HttpLimits
+from service.runtime.http_protocol import RESERVED_FDS, HttpLimits
 from service.settings import Settings
 from tests.support import LiveServer, start_server, wait_for
 

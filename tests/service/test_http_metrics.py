@@ -16,8 +16,8 @@ from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_fastapi_instrumentator import Instrumentator
 from prometheus_fastapi_instrumentator import metrics as reference_metrics
 
-from service.app import create_app
-from service.metrics import (
+from service.api.app import create_app
+from service.api.http_metrics import (
     EXCLUDED_HANDLERS,
     LATENCY_BUCKETS,
     OTHER_METHOD,

@@ -10,9 +10,9 @@ from fastapi.testclient import TestClient
 from hypothesis import given
 from hypothesis import strategies as st
 
-from service.app import create_app
+from service.api.app import create_app
+from service.core.features import InputError, decode_json
 from service.settings import Settings
-from service.validation import InputError, decode_json
 
 JSON = {"Content-Type": "application/json"}
 

@@ -4,15 +4,16 @@ import numpy as np
 import pytest
 import requests
 
-from service import artifact
-from service.dataset import load_csv
+from service.data.dataset import load_csv
+from service.models import artifact
+from service.models.loaded import Model
 from tests.support import metric, scrape, start_server
 
 pytestmark = pytest.mark.slow
 
 
-def test_every_test_row_matches_sklearn(live_server, model_path, data_dir):
-    est = artifact.load(model_path).estimator()
+def test_every_test_row_matches_sklearn(live_server, reference, data_dir):
+    est = reference
     ds = load_csv(data_dir / "test.csv", label_column="label")
     expected_pred = est.predict(ds.X)
     expected_score = -est.score_samples(ds.X)
@@ -34,10 +35,10 @@ def test_every_test_row_matches_sklearn(live_server, model_path, data_dir):
     np.testing.assert_allclose([b["anomaly_score"] for b in batch], expected_score, atol=1e-12)
 
 
-def test_metrics_count_exactly_what_was_sent(tmp_path, model_path):
+def test_metrics_count_exactly_what_was_sent(tmp_path, model_path, reference):
     server = start_server(model_path, tmp_path)
     try:
-        est = artifact.load(model_path).estimator()
+        est = reference
         rows = [[0.0, 0.1], [0.5, 0.5], [0.01, 0.09], [-0.4, 0.45]]
         flagged = int((est.predict(np.array(rows)) == -1).sum())
         url = server.url
@@ -52,19 +53,30 @@ def test_metrics_count_exactly_what_was_sent(tmp_path, model_path):
         m = scrape(url)
         flagged_batch = int((est.predict(np.array(rows[:3])) == -1).sum())
         anomalies = flagged + flagged_batch
-        assert metric(m, "vigil_predictions_total", outcome="anomaly") == anomalies
-        assert metric(m, "vigil_predictions_total", outcome="normal") == 7 - anomalies
-        assert metric(m, "vigil_anomaly_score_count") == 7
-        scores = -est.score_samples(np.array(rows + rows[:3]))
-        assert metric(m, "vigil_anomaly_score_sum") == pytest.approx(scores.sum(), abs=1e-9)
-        assert metric(m, "vigil_anomaly_score_bucket", le="0.5") == (scores <= 0.5).sum()
+        # A lone VIGIL_MODEL_PATH file is version 1 of the model "default".
+        v1 = {"model": "default", "version": "1"}
+        assert metric(m, "vigil_predictions_total", outcome="anomaly", **v1) == anomalies
+        assert metric(m, "vigil_predictions_total", outcome="normal", **v1) == 7 - anomalies
+        # The score histogram holds each score's percentile among the training scores.
+        model = Model(artifact.load(model_path))
+        pct = model.percentile(-est.score_samples(np.array(rows + rows[:3])))
+        assert metric(m, "vigil_score_percentile_count", **v1) == 7
+        assert metric(m, "vigil_score_percentile_sum", **v1) == pytest.approx(pct.sum(), abs=1e-9)
+        assert metric(m, "vigil_score_percentile_bucket", le="0.5", **v1) == (pct <= 0.5).sum()
+        assert metric(m, "vigil_score_percentile_bucket", le="0.99", **v1) == (pct <= 0.99).sum()
         assert metric(m, "vigil_rows_per_request_count", endpoint="prediction") == 4
         assert metric(m, "vigil_rows_per_request_sum", endpoint="predictions") == 3
-        assert metric(m, "vigil_inference_duration_seconds_count", endpoint="prediction") == 4
-        assert metric(m, "vigil_model_ready") == 1
-        version = artifact.load(model_path).version
-        assert metric(m, "vigil_model_info", version=version) == 1
-        assert metric(m, "vigil_model_loaded_timestamp_seconds") > 0
+        inference = {"model": "default", "endpoint": "prediction"}
+        assert metric(m, "vigil_inference_duration_seconds_count", **inference) == 4
+        assert metric(m, "vigil_model_ready", model="default") == 1
+        info = {"kind": "iforest", "model_version": model.version, **v1}
+        assert metric(m, "vigil_model_info", **info) == 1
+        assert metric(m, "vigil_model_default", **v1) == 1
+        assert (
+            metric(m, "vigil_model_expected_anomaly_ratio", **v1)
+            == (model.metadata["training_anomaly_ratio"])
+        )
+        assert metric(m, "vigil_model_loaded_timestamp_seconds", **v1) > 0
 
         def http(handler, status):
             labels = {"handler": handler, "method": "POST", "status": status}
@@ -101,7 +113,7 @@ def test_not_ready_server_answers_503(tmp_path):
         r = requests.post(f"{server.url}/prediction", json=[0.1, 0.1], timeout=5)
         assert r.status_code == 503
         m = scrape(server.url)
-        assert metric(m, "vigil_model_ready") == 0
+        assert metric(m, "vigil_model_ready", model="default") == 0
         assert (
             metric(m, "http_requests_total", handler="/prediction", method="POST", status="503")
             == 1

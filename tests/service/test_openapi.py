@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 from fastapi.testclient import TestClient
 
-from service import artifact
-from service.app import create_app
+from service.api.app import create_app
+from service.models import artifact
 from service.settings import Settings
-from service.training import TrainingParams, train
+from service.training.trainer import TrainingParams, train
 
 NAMES = ["mean", "sd", "skew"]
 TOKEN = "openapi-test-token"

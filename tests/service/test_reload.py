@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import pickle
 import shutil
@@ -16,10 +15,10 @@ import numpy as np
 import pytest
 import requests
 
-from service import artifact
-from service.training import TrainingParams, train
+from service.models import artifact
+from service.training.trainer import TrainingParams, train
 from tests.service.hostile import Swapper, make_unreadable
-from tests.support import metric, scrape, start_server, wait_for
+from tests.support import metric, scrape, start_server, wait_for, write_format_1
 
 pytestmark = pytest.mark.slow
 TOKEN = "test-admin-token-1234"
@@ -95,13 +94,6 @@ def truncate(path: Path) -> None:
     path.write_bytes(path.read_bytes()[:2000])
 
 
-def other_sklearn(path: Path) -> None:
-    mpath = artifact.manifest_path(path)
-    manifest = json.loads(mpath.read_text())
-    manifest["metadata"]["sklearn_version"] = "0.24.2"
-    mpath.write_text(json.dumps(manifest))
-
-
 def three_features(path: Path) -> None:
     make_model(path, seed=99, n_features=3)
 
@@ -111,7 +103,7 @@ BAD = {
     "truncated": (truncate, "does not match its manifest"),
     "tampered": (tamper, "does not match its manifest"),
     "other feature count": (three_features, "takes features (mean, sd, skew)"),
-    "other scikit-learn": (other_sklearn, "trained with scikit-learn 0.24.2"),
+    "format 1": (write_format_1, "re-train it"),
 }
 
 
@@ -136,6 +128,7 @@ def test_admin_reload_under_load(served):
             "model_version": second,
             "previous_version": first,
             "reason": None,
+            "changes": [f"default@1 replaced ({first} -> {second})"],
         }
         assert load.latest_version() == second
         assert reload(server.url).json()["result"] == "unchanged"
@@ -157,8 +150,12 @@ def test_admin_reload_under_load(served):
     m = scrape(server.url)
     assert metric(m, "vigil_model_reloads_total", result="reloaded") == 1
     assert metric(m, "vigil_model_reloads_total", result="refused") == len(BAD)
-    assert metric(m, "vigil_model_info", version=second) == 1
-    assert metric(m, "vigil_model_info", version=first) == 0
+    # The file is version 1 of the model "default" whatever its content: one series at 1, whose
+    # model_version is the file's content hash now (the replaced one's is dropped).
+    info = [dict(k[1]) for k in m if k[0] == "vigil_model_info" and m[k] == 1]
+    assert info == [
+        {"model": "default", "version": "1", "kind": "iforest", "model_version": second}
+    ]
     print(
         f"reload under load: {load.sent} requests, {len(load.failures)} failed, "
         f"versions served {dict(load.versions)}"
@@ -220,19 +217,16 @@ def test_sighup_reaches_every_worker(tmp_path):
     server = start_server(model, tmp_path, env={"VIGIL_WORKERS": "2", "VIGIL_ADMIN_TOKEN": TOKEN})
     try:
         wait_for(lambda: server.log().count("Application startup complete") == 2, 15, "2 workers")
+        assert {served_version(server.url) for _ in range(20)} == {first}
         with Load(server.url) as load:
             second = make_model(model, seed=2)
             server.proc.send_signal(signal.SIGHUP)
 
-            def all_on_second() -> bool:
-                m = scrape(server.url)
-                return (
-                    metric(m, "vigil_model_info", version=second) == 1
-                    and metric(m, "vigil_model_info", version=first) == 0
-                )
-
-            wait_for(all_on_second, 15, "both workers on the new model")
-            assert {served_version(server.url) for _ in range(40)} == {second}
+            wait_for(
+                lambda: {served_version(server.url) for _ in range(40)} == {second},
+                15,
+                "both workers on the new model",
+            )
 
             # The endpoint answers on one worker and has the supervisor move the others.
             third = make_model(model, seed=3)

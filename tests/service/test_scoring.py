@@ -1,4 +1,4 @@
-"""The serving model: exact on both paths, and light (no scikit-learn import to serve)."""
+"""The serving model: exact at every batch size, and light (no scikit-learn import to serve)."""
 
 import subprocess
 import sys
@@ -6,34 +6,36 @@ import sys
 import numpy as np
 import pytest
 
-from service import artifact
-from service.fastforest import CompiledForest
-from service.scoring import FAST_PATH_MAX_ROWS, Model
+from service.detectors.compiled_forest import CompiledForest
+from service.models import artifact
+from service.models.loaded import Model
 from tests.support import REPO
 
 
-def test_both_paths_match_predict_and_score_samples(model_path):
-    art = artifact.load(model_path)
-    model = Model(art)
-    est = art.estimator()
-    X = np.random.default_rng(3).normal(0, 0.2, (FAST_PATH_MAX_ROWS + 500, 2))
-    for rows in (X[:1], X[:100], X):  # the last one goes through scikit-learn
+def test_every_batch_size_matches_predict_and_score_samples(model_path, reference):
+    model = Model(artifact.load(model_path))
+    X = np.random.default_rng(3).normal(0, 0.2, (5000, 2))
+    for rows in (X[:1], X[:100], X):
         scores = model.score(rows)
-        np.testing.assert_array_equal(scores.anomaly_score, -est.score_samples(rows))
-        np.testing.assert_array_equal(scores.is_anomaly, est.predict(rows) == -1)
+        np.testing.assert_array_equal(scores.anomaly_score, -reference.score_samples(rows))
+        np.testing.assert_array_equal(scores.is_anomaly, reference.predict(rows) == -1)
+    one = [model.score_one(np.ascontiguousarray(row[None, :])) for row in X[:50]]
+    assert [s for _, s in one] == (-reference.score_samples(X[:50])).tolist()
+    assert [a for a, _ in one] == (reference.predict(X[:50]) == -1).tolist()
 
 
-def test_serving_small_batches_never_imports_sklearn(model_path):
+def test_serving_never_imports_sklearn_or_pyod(model_path, tmp_path):
     code = f"""
 import sys
 import numpy as np
-from service.model_store import ModelStore
-store = ModelStore()
-store.load({str(model_path)!r})
-store.model.score(np.zeros((100, 2)))
-assert "sklearn" not in sys.modules and "scipy" not in sys.modules, "imported too early"
-store.model.score(np.zeros(({FAST_PATH_MAX_ROWS} + 1, 2)))
-assert "sklearn" in sys.modules
+from service.models.store import ModelStore
+from service.settings import Settings
+store = ModelStore(Settings(model_path={str(model_path)!r}, registry={str(tmp_path)!r}))
+store.load()
+store.model.score(np.zeros((1, 2)))
+store.model.score(np.zeros((20_000, 2)))
+heavy = {{"sklearn", "pyod"}} & {{m.split(".")[0] for m in sys.modules}}
+assert not heavy, heavy
 print("ok")
 """
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
@@ -50,7 +52,7 @@ print("ok")
     ],
 )
 def test_a_crafted_forest_state_is_refused(model_path, field, value, message):
-    state = artifact.load(model_path).forest.to_state()
+    state = dict(artifact.load(model_path).detector_state()["detector"])
     state[field] = value(state[field])
     with pytest.raises(ValueError, match=message):
         CompiledForest.from_state(state)

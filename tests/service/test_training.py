@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import sklearn
 
-from service import artifact
-from service.training import TrainingParams, train, train_from_csv
-from tests.support import REPO
+from service.data.dataset import load_csv
+from service.models import artifact
+from service.training.trainer import TrainingParams, train, train_from_csv
+from tests.support import REPO, reference_forest
 
 
 def test_artifact_metadata_describes_the_model(tmp_path, data_dir):
@@ -17,7 +18,7 @@ def test_artifact_metadata_describes_the_model(tmp_path, data_dir):
     model = train_from_csv(data_dir / "train.csv", out, params)
     loaded = artifact.load(out)
     meta = loaded.metadata
-    est = loaded.estimator()
+    est = reference_forest(out, load_csv(data_dir / "train.csv").X)
 
     assert meta == model.metadata
     assert meta["feature_names"] == ["mean", "sd"]
@@ -25,9 +26,11 @@ def test_artifact_metadata_describes_the_model(tmp_path, data_dir):
     assert meta["n_training_rows"] == 2000
     assert meta["params"]["n_estimators"] == 50
     assert meta["params"]["contamination"] == 0.05
-    assert meta["sklearn_version"] == sklearn.__version__
-    assert meta["offset"] == est.offset_
+    assert meta["kind"] == "iforest"
+    assert meta["seed"] == 3
+    assert meta["library_versions"]["scikit-learn"] == sklearn.__version__
     assert meta["threshold"] == -est.offset_
+    assert meta["info"]["max_samples_effective"] == est.max_samples_
     assert len(meta["version"]) == 12
     # The threshold sits at the contamination quantile of the training scores.
     assert meta["training_anomaly_ratio"] == pytest.approx(0.05, abs=0.002)
@@ -83,7 +86,10 @@ def test_cli_trains_and_reports(tmp_path, data_dir):
     )
     assert proc.returncode == 0, proc.stderr
     meta = artifact.load(out).metadata
-    assert f"trained model {meta['version']} on 2000 rows of 2 features (mean, sd)" in proc.stdout
+    assert (
+        f"trained iforest model {meta['version']} on 2000 rows of 2 features (mean, sd)"
+        in proc.stdout
+    )
 
 
 @pytest.mark.parametrize(

@@ -39,11 +39,12 @@ def test_counters_add_up_across_two_workers(tmp_path, model_path):
             labels = {"handler": "/prediction", "method": "POST", "status": "200"}
             assert metric(m, "http_requests_total", **labels) == n
             total = sum(
-                metric(m, "vigil_predictions_total", outcome=o) for o in ("anomaly", "normal")
+                metric(m, "vigil_predictions_total", model="default", version="1", outcome=o)
+                for o in ("anomaly", "normal")
             )
             assert total == n
             assert metric(m, "vigil_rows_per_request_count", endpoint="prediction") == n
-            assert metric(m, "vigil_model_ready") == 1
+            assert metric(m, "vigil_model_ready", model="default") == 1
         worker_files = {p.name.rsplit("_", 1)[-1] for p in metrics_dir.glob("*.db")}
         assert "99999.db" not in worker_files
         assert len(worker_files) == 2  # both workers served and wrote their own files
@@ -77,14 +78,19 @@ def kill_a_worker(server: LiveServer) -> None:
     )
 
 
+def info_labels(model_version: str) -> dict[str, str]:
+    """vigil_model_info's labels for the lone VIGIL_MODEL_PATH model with this content hash."""
+    return {"model": "default", "version": "1", "kind": "iforest", "model_version": model_version}
+
+
 def assert_whole_service_serves(server: LiveServer, version: str, others: tuple[str, ...]) -> None:
     """Every worker serves ``version``: the metrics merge all live workers' files, and requests
     on fresh connections land on both workers."""
     m = scrape(server.url)
-    assert metric(m, "vigil_model_ready") == 1  # the minimum over live workers
-    assert metric(m, "vigil_model_info", version=version) == 1
+    assert metric(m, "vigil_model_ready", model="default") == 1  # the minimum over live workers
+    assert metric(m, "vigil_model_info", **info_labels(version)) == 1
     for other in others:
-        assert metric(m, "vigil_model_info", version=other) == 0, other
+        assert metric(m, "vigil_model_info", **info_labels(other)) == 0, other
     answers = [
         requests.post(f"{server.url}/prediction", json=[0.1, 0.1], timeout=5) for _ in range(40)
     ]
@@ -120,7 +126,7 @@ def test_a_replacement_worker_does_not_serve_a_model_nobody_reloaded(tmp_path):
         r = reload(server.url)
         assert (r.status_code, r.json()["model_version"]) == (200, second)
         wait_for(
-            lambda: metric(scrape(server.url), "vigil_model_info", version=first) == 0,
+            lambda: metric(scrape(server.url), "vigil_model_info", **info_labels(first)) == 0,
             15,
             "both workers on the new model",
         )
@@ -140,7 +146,7 @@ def test_one_admin_reload_counts_one_reload_with_two_workers(tmp_path):
         r = reload(server.url)
         assert (r.status_code, r.json()["result"]) == (200, "reloaded")
         wait_for(
-            lambda: metric(scrape(server.url), "vigil_model_info", version=first) == 0,
+            lambda: metric(scrape(server.url), "vigil_model_info", **info_labels(first)) == 0,
             15,
             "both workers on the new model",
         )
