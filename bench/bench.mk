@@ -2,8 +2,23 @@
 # Need wrk on PATH (Debian: apt-get install wrk); results go to bench/results/ (git-ignored).
 
 .PHONY: bench
-bench: $(DEV) ## Vigil and every detector kind vs a no-op FastAPI app, the seed's way, the libraries (~7 min)
+bench: $(DEV) ## everything below: Vigil and every kind vs a no-op app, V2, training jobs, Dask (~15 min)
 	$(PY) bench/bench.py
+	$(PY) bench/bench_v2.py
+	$(PY) bench/bench_jobs.py
+	$(PY) bench/bench_dask.py --rows 1000000
+
+.PHONY: bench_v2
+bench_v2: $(DEV) ## V2 infer (JSON, one row) vs /prediction; 10,000-row binary tensors vs JSON batches
+	$(PY) bench/bench_v2.py
+
+.PHONY: bench_jobs
+bench_jobs: $(DEV) ## single-row p50/p99 with and without a training job running
+	$(PY) bench/bench_jobs.py
+
+.PHONY: bench_dask
+bench_dask: $(DEV) ## rows/s scoring a file of millions of rows: one process vs a local Dask cluster
+	$(PY) bench/bench_dask.py
 
 .PHONY: bench_quick
 bench_quick: $(DEV) ## the same benchmark, one short round (about 1.5 minutes; figures are rough)
