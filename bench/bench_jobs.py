@@ -26,7 +26,7 @@ import numpy as np
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import bench as base  # bench/bench.py: servers, wrk, pinning
+import harness as base  # bench/harness.py: servers, wrk, pinning
 
 TOKEN = "bench-jobs-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -103,7 +103,9 @@ def measure(rounds: int, seconds: int, warmup: int = 2) -> JobLatency:
         tmp = Path(tmp_name)
         model = _default_model(tmp)
         slow = _slow_csv(tmp / "slow.csv")
-        server = base.vigil_server("vigil", model, base.free_port(), tmp, access_log=False)
+        server = base.vigil_server(
+            "vigil", base.free_port(), tmp, base.model_settings(model), access_log=False
+        )
         server.env.update({"VIGIL_ADMIN_TOKEN": TOKEN, "VIGIL_REGISTRY": str(tmp / "registry")})
         post = base.BENCH / "post.lua"
         server.start()

@@ -33,25 +33,23 @@ BENCH_DIR = Path(__file__).resolve().parent
 if str(BENCH_DIR) not in sys.path:
     sys.path.insert(0, str(BENCH_DIR))
 
-# bench/bench.py: a module found on sys.path beats the bench/ folder as a namespace package,
-# so this works run as a script, with -m, and imported by bench.py.
-from bench import (  # noqa: E402
-    BATCH_PATH,
-    BATCH_ROWS,
+# bench/bench.py and bench/harness.py: a module found on sys.path beats the bench/ folder as a
+# namespace package, so this works run as a script, with -m, and imported by bench.py.
+from harness import (  # noqa: E402
     BENCH,
-    FULL,
-    QUICK,
     SINGLE_PATH,
-    Mode,
     WrkResult,
     free_port,
     median_result,
+    model_settings,
     post_script,
     rows_like_the_sample_data,
     run_wrk,
     table,
     vigil_server,
 )
+
+from bench import BATCH_PATH, BATCH_ROWS, FULL, QUICK, Mode  # noqa: E402
 
 MIN_SINGLE_SHARE = 0.80  # V2 one-row req/s as a share of /prediction's
 SINGLE_ROW = [0.1, 0.1]
@@ -262,7 +260,9 @@ def main() -> int:
     server = None
     try:
         model_path = train_default_model(tmp)
-        server = vigil_server("Vigil", model_path, free_port(), tmp, access_log=False)
+        server = vigil_server(
+            "Vigil", free_port(), tmp, model_settings(model_path), access_log=False
+        )
         server.start()
         server.wait_ready()
         results = measure(server.url, tmp, mode)

@@ -131,6 +131,11 @@ def uvicorn_server(
     return Server(name, command, {**os.environ, **(env or {})}, port, tmp / f"{name}.log")
 
 
+def model_settings(model_path: Path) -> dict[str, str]:
+    """The settings that serve one artifact file, and no registry, as ``make run`` does."""
+    return {"VIGIL_MODEL_PATH": str(model_path), "VIGIL_REGISTRY": str(model_path.parent / "none")}
+
+
 def vigil_server(
     name: str, port: int, tmp: Path, settings: dict[str, str], access_log: bool = False
 ) -> Server:
