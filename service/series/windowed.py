@@ -21,7 +21,6 @@ from collections import deque
 from collections.abc import Sequence
 
 import numpy as np
-from sklearn.ensemble import IsolationForest
 
 from service.detectors.compiled_forest import CompiledForest
 from service.series.base import (
@@ -119,6 +118,10 @@ class WindowedDetector:
         self.scorer.observe(x)
 
     def _fit(self) -> None:
+        # scikit-learn only when a windowed series is fitted: importing it costs a serving
+        # worker about 100 MB, which every worker would pay for the series route alone.
+        from sklearn.ensemble import IsolationForest
+
         X = np.asarray(self.history)
         est = IsolationForest(
             n_estimators=int(self.p["n_estimators"]),

@@ -25,16 +25,19 @@ def test_every_batch_size_matches_predict_and_score_samples(model_path, referenc
 
 
 def test_serving_never_imports_sklearn_or_pyod(model_path, tmp_path):
+    """A worker (the whole app, every route) serving the iforest imports no scikit-learn,
+    PyOD, SciPy or numba: each costs tens of MB per worker."""
     code = f"""
 import sys
 import numpy as np
-from service.models.store import ModelStore
+from service.api.app import create_app
 from service.settings import Settings
-store = ModelStore(Settings(model_path={str(model_path)!r}, registry={str(tmp_path)!r}))
+app = create_app(Settings(model_path={str(model_path)!r}, registry={str(tmp_path)!r}))
+store = app.state.store
 store.load()
 store.model.score(np.zeros((1, 2)))
 store.model.score(np.zeros((20_000, 2)))
-heavy = {{"sklearn", "pyod"}} & {{m.split(".")[0] for m in sys.modules}}
+heavy = {{"sklearn", "pyod", "scipy", "numba"}} & {{m.split(".")[0] for m in sys.modules}}
 assert not heavy, heavy
 print("ok")
 """
