@@ -142,6 +142,13 @@ class Settings(BaseSettings):
     anomaly_webhook_interval: float = Field(
         60.0, gt=0, description="At most one anomaly.detected delivery per model this often."
     )
+    anomaly_webhook_models: str = Field(
+        "",
+        description=(
+            "Models whose anomalies are sent as anomaly.detected webhooks, comma-separated"
+            " (opt-in; empty: none)."
+        ),
+    )
 
     max_series_points: int = Field(
         100_000, ge=3, description="Most points in one POST /series/detect, all series together."

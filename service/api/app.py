@@ -23,6 +23,7 @@ from service.api.routes import models as models_routes
 from service.api.routes import series as series_routes
 from service.api.routes.predict import answer_head_as_get, router
 from service.core.features import InputError
+from service.jobs.anomaly_events import AnomalyEvents
 from service.models.store import ModelNotFound, ModelStore
 from service.runtime import server
 from service.serving import telemetry
@@ -52,11 +53,20 @@ def _describe(err: dict) -> str:
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     shared = server.served_copy()  # several workers: what they serve, kept by the supervisor
+    # anomaly.detected webhooks of the opted-in models: started before the models load, so the
+    # first catalog already has its hooks; the job store is opened by the routes' access.
+    events = AnomalyEvents(settings, lambda: app.state.jobs.get())
+
+    def on_swap(old, new) -> None:
+        telemetry.on_swap(old, new)
+        for model in new.served():
+            model.anomaly_hook = events.hook(model.name)
+
     store = ModelStore(
         settings,
         shared,
         on_publish=server.tell_supervisor if shared else None,
-        on_swap=telemetry.on_swap,
+        on_swap=on_swap,
         on_reload=telemetry.record_reload,
     )
 
@@ -80,6 +90,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        await anyio.to_thread.run_sync(events.start)
         catalog = store.load()
         if catalog.default is None:
             log.warning("no default model (not ready): %s", catalog.not_ready_reason())
@@ -100,6 +111,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         gc.collect()
         gc.freeze()
         yield
+        await anyio.to_thread.run_sync(events.stop)
         if watches is not None:
             await anyio.to_thread.run_sync(watches.stop)
         with suppress(ValueError, RuntimeError, NotImplementedError):

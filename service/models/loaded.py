@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import bisect
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,8 @@ class Model:
         self.n_features = len(self.feature_names)
         self.parser = FeatureParser(self.feature_names)
         self.loaded_at = time.time()
+        self.anomaly_hook: Callable[[str, Sequence[Any], int], None] | None = None
+        """Set by the service for models whose anomalies are sent as webhooks."""
         where = source or "model"
         try:
             self.detector = detectors.load(art.detector_state())

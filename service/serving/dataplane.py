@@ -70,6 +70,8 @@ def score_row(model: Model, X: np.ndarray, endpoint: str = "prediction") -> tupl
     telemetry.record_row(
         model.metrics, endpoint, X, score, anomaly, model.percentile_one(score), seconds
     )
+    if anomaly and model.anomaly_hook is not None:
+        model.anomaly_hook(model.name, X.tolist(), 1)
     return anomaly, score
 
 
@@ -83,15 +85,18 @@ async def score(model: Model, X: np.ndarray, *, endpoint: str, inline_rows: int)
         scores, seconds = _timed_score(model, X)
     else:
         scores, seconds = await anyio.to_thread.run_sync(_timed_score, model, X)
+    n_anomalies = int(np.count_nonzero(scores.is_anomaly))
     telemetry.record_scores(
         model.metrics,
         endpoint,
         X,
         scores.anomaly_score,
         model.percentile(scores.anomaly_score),
-        int(np.count_nonzero(scores.is_anomaly)),
+        n_anomalies,
         seconds,
     )
+    if n_anomalies and model.anomaly_hook is not None:
+        model.anomaly_hook(model.name, X[scores.is_anomaly][:5].tolist(), n_anomalies)
     return scores
 
 

@@ -464,3 +464,40 @@ def test_kill_9_of_the_runner_fails_the_running_job_as_interrupted_and_runs_the_
         server.stop()
     assert not pid_alive(runner)
     wait_gone(restarted)  # stopped with the service
+
+
+def test_anomalies_of_an_opted_in_model_reach_the_receiver_batched(tmp_path, model_path, receiver):
+    """VIGIL_ANOMALY_WEBHOOK_MODELS: the anomalies that /prediction(s) find for `default` are
+    sent as one signed anomaly.detected per interval, with the count and the first rows."""
+    server = start_server(
+        model_path,
+        tmp_path / "logs",
+        env={
+            "VIGIL_ADMIN_TOKEN": TOKEN,
+            "VIGIL_REGISTRY": str(tmp_path / "registry"),
+            "VIGIL_WEBHOOK_URL": receiver.url,
+            "VIGIL_WEBHOOK_SECRET": SECRET,
+            "VIGIL_WEBHOOK_RETRY_SCHEDULE": "0,0.2",
+            "VIGIL_ANOMALY_WEBHOOK_MODELS": "default",
+            "VIGIL_ANOMALY_WEBHOOK_INTERVAL": "1",
+        },
+    )
+    try:
+        before = len(events(receiver, "anomaly.detected"))
+        far = [[50.0, 50.0]] * 7  # anomalies for any model of the sample data
+        for row in far[:3]:
+            r = requests.post(f"{server.url}/prediction", json=row, timeout=5)
+            assert r.json()["is_anomaly"] is True
+        r = requests.post(f"{server.url}/predictions", json=[*far[3:], [0.1, 0.1]], timeout=5)
+        assert sum(p["is_anomaly"] for p in r.json()["predictions"]) == 4
+        wait_for(
+            lambda: len(events(receiver, "anomaly.detected")) > before,
+            30,
+            "the anomaly.detected webhook",
+        )
+        (sent,) = events(receiver, "anomaly.detected")[before:]
+        assert sent["data"]["model"] == "default"
+        assert sent["data"]["count"] == 7
+        assert sent["data"]["rows"][:3] == [[50.0, 50.0]] * 3
+    finally:
+        server.stop()
