@@ -102,7 +102,7 @@ def replicas_stack(
 ):
     """Three replicas serving `default` and `sensors` (version 2 its default)."""
     tmp_path = tmp_path_factory.mktemp("replicas")
-    token = secrets.token_urlsafe(16)
+    token = secrets.token_urlsafe(16)  # may start with "-": passed as --token=VALUE
     registry = build_registry(tmp_path / "models", sensors_versions)
     opts = fast_options(
         tmp_path / "stack",
@@ -177,7 +177,7 @@ def test_a_killed_replica_and_a_rollout_cost_no_request(replicas_stack, credenti
         targets = stack.state_dir / "config" / localstack.VIGIL_TARGETS_FILE
         done = rollout(
             "--name", SENSORS, "--version", "1", "--targets", str(targets),
-            "--registry", str(registry), "--token", token, "--timeout", "60",
+            "--registry", str(registry), f"--token={token}", "--timeout", "60",
         )  # fmt: skip
         assert done.returncode == 0, done.stderr
         assert f"served by all {REPLICAS} replicas" in done.stdout
@@ -206,7 +206,7 @@ def test_a_rollout_names_the_replicas_that_do_not_follow(replicas_stack):
     live = stack.backend_url("vigil")
     done = rollout(
         "--name", SENSORS, "--version", "2", "--urls", f"{live},{dead}",
-        "--registry", str(registry), "--token", token, "--timeout", "2",
+        "--registry", str(registry), f"--token={token}", "--timeout", "2",
     )  # fmt: skip
     assert done.returncode == 1
     assert f"1 of 2 replicas do not serve {SENSORS} version 2" in done.stderr
