@@ -16,6 +16,7 @@ from starlette.requests import ClientDisconnect
 
 from service import __version__
 from service.api import http_metrics
+from service.api.fast_lane import FastLaneApp
 from service.api.openapi import install_openapi
 from service.api.routes import admin, kserve_v1, v2, v2_repository
 from service.api.routes import jobs as jobs_routes
@@ -119,7 +120,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 loop.remove_signal_handler(sig)
                 signal.signal(sig, signal.SIG_IGN)  # a late signal must not kill us on the way out
 
-    app = FastAPI(
+    # FastAPI, with the scoring routes served in front of its middleware and router.
+    app = FastLaneApp(
         title="Vigil",
         version=__version__,
         description=DESCRIPTION,

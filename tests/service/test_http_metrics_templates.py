@@ -1,8 +1,10 @@
-"""Paths that fill a route template (``/v2/models/default/infer``): the HTTP metrics label them
+"""Paths that fill a route template (``/v2/models/default/ready``): the HTTP metrics label them
 with the template whether or not the middleware remembers them, and it remembers only paths
 answered below 400, up to its bound, so clients cannot grow its memory with names they make up.
 
-Straight through the ASGI interface, as tests/service/test_http_metrics.py does.
+Straight through the ASGI interface, as tests/service/test_http_metrics.py does. (POSTs to the
+scoring routes, V2 infer among them, are recorded by the fast lane instead, which never
+remembers a path: tests/service/test_fast_lane.py.)
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ from service.api.app import create_app
 from service.settings import Settings
 from tests.service.test_http_metrics import metrics_middleware
 
-INFER = b'{"inputs":[{"name":"x","shape":[1,2],"datatype":"FP64","data":[0.1,0.1]}]}'
 
 
 def send_all(app, requests: list[tuple[str, str, bytes]]) -> list[int]:
@@ -53,17 +54,17 @@ def test_made_up_names_are_labelled_but_not_remembered(model_path, tmp_path):
     app.state.store.load()  # what the lifespan does first
     send_all(app, [("GET", "/health/live", b"")])  # builds the middleware stack
     middleware = metrics_middleware(app)
-    template = "/v2/models/{name}/infer"
-    before = {s: requests_total(template, "POST", s) for s in ("200", "404")}
+    template = "/v2/models/{name}/ready"
+    before = {s: requests_total(template, "GET", s) for s in ("200", "404")}
 
-    made_up = [("POST", f"/v2/models/m{i}/infer", INFER) for i in range(300)]
+    made_up = [("GET", f"/v2/models/m{i}/ready", b"") for i in range(300)]
     assert set(send_all(app, made_up)) == {404}
     assert middleware._templated == {}
-    assert send_all(app, [("POST", "/v2/models/default/infer", INFER)] * 3) == [200] * 3
-    assert middleware._templated == {("", "/v2/models/default/infer", "POST"): template}
+    assert send_all(app, [("GET", "/v2/models/default/ready", b"")] * 3) == [200] * 3
+    assert middleware._templated == {("", "/v2/models/default/ready", "GET"): template}
 
-    assert requests_total(template, "POST", "404") - before["404"] == 300
-    assert requests_total(template, "POST", "200") - before["200"] == 3
+    assert requests_total(template, "GET", "404") - before["404"] == 300
+    assert requests_total(template, "GET", "200") - before["200"] == 3
 
 
 def test_the_remembered_paths_are_bounded(model_path, tmp_path):
