@@ -101,6 +101,11 @@ class DetectorKind(ABC):
     params: tuple[Param, ...] = ()
     default_contamination: float = 0.1  # PyOD's default
     default_max_train_rows: int | None = None  # None: no subsample
+    rows_independent: bool = False
+    """True when a row's score in a batch equals its score alone, bit for bit (elementwise
+    arithmetic only, no matrix products whose summation order depends on the batch size):
+    the server may then score concurrent one-row requests together
+    (``service.serving.row_batcher``). tests/detectors/test_exactness.py checks it."""
 
     @abstractmethod
     def fit(self, X: np.ndarray, params: Mapping[str, Any], seed: int) -> Fit:

@@ -192,6 +192,11 @@ class Detector:
     def threshold(self) -> float:
         return self.calibration.threshold
 
+    @property
+    def rows_independent(self) -> bool:
+        """Whether a row's score in a batch equals its score alone (``DetectorKind``)."""
+        return table.get(self.kind).rows_independent
+
     def score(self, X: np.ndarray) -> np.ndarray:
         """Raw scores (higher is more anomalous) of finite float64 rows ``X`` (n, d)."""
         if X.ndim != 2 or X.shape[1] != self.n_features:

@@ -143,6 +143,8 @@ class _EcdfKind(DetectorKind):
             threshold=float(det.threshold_),
         )
 
+    rows_independent = True  # each row is scored as if alone, against the training rows
+
     def scorer(self, state: Mapping[str, Any]) -> _EcdfScorer:
         return _EcdfScorer(state["X_train"], copod=self.copod)
 

@@ -30,6 +30,7 @@ def _n_bins(raw: Any) -> int | str:
 class HBOS(DetectorKind):
     name = "hbos"
     summary = "HBOS (PyOD): per-feature histograms"
+    rows_independent = True  # per-row bin lookups, summed along the row
     params = (
         Param("n_bins", 10, _n_bins, "bins per feature, or auto (Birge-Rozenblac)"),
         Param(

@@ -55,6 +55,7 @@ def _defaults() -> dict[str, Any]:
 class IForest(DetectorKind):
     name = "iforest"
     summary = "IsolationForest (scikit-learn), served by the compiled exact forest"
+    rows_independent = True  # each row walks the trees alone; per-row sums in tree order
 
     # Parameters and defaults come from service.training.trainer.TrainingParams, which imports
     # scikit-learn: built on first use so that loading a fitted forest does not import it.

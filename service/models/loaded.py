@@ -56,6 +56,7 @@ class Model:
         self.parser = FeatureParser(self.feature_names)
         self.loaded_at = time.time()
         self.anomaly_hook: Callable[[str, Sequence[Any], int], None] | None = None
+        self.row_batcher: Any = None  # the data plane's (service.serving.row_batcher)
         """Set by the service for models whose anomalies are sent as webhooks."""
         where = source or "model"
         try:

@@ -15,6 +15,7 @@ import numpy as np
 from service.models.loaded import Model, Scores
 from service.models.store import Catalog, ModelNotFound, ModelStore
 from service.serving import telemetry
+from service.serving.row_batcher import RowBatcher
 
 
 class NotReady(Exception):
@@ -59,14 +60,24 @@ def _timed_score(model: Model, X: np.ndarray) -> tuple[Scores, float]:
     return scores, time.perf_counter() - start
 
 
-def score_row(model: Model, X: np.ndarray, endpoint: str = "prediction") -> tuple[bool, float]:
+async def score_row(
+    model: Model, X: np.ndarray, endpoint: str = "prediction"
+) -> tuple[bool, float]:
     """Score the one row of ``X`` on the event loop (microseconds) and count it.
 
+    A kind whose rows score alike alone and in a batch scores it in one call with the other
+    one-row requests of this turn of the event loop (:mod:`service.serving.row_batcher`).
     Returns ``(is_anomaly, anomaly_score)`` as Python values.
     """
-    start = time.perf_counter()
-    anomaly, score = model.score_one(X)
-    seconds = time.perf_counter() - start
+    batcher = model.row_batcher
+    if batcher is None and model.detector.rows_independent:
+        batcher = model.row_batcher = RowBatcher(model.score)
+    if batcher is not None:
+        anomaly, score, seconds = await batcher.score(X)
+    else:
+        start = time.perf_counter()
+        anomaly, score = model.score_one(X)
+        seconds = time.perf_counter() - start
     telemetry.record_row(
         model.metrics, endpoint, X, score, anomaly, model.percentile_one(score), seconds
     )

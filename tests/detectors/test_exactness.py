@@ -157,9 +157,13 @@ def check_kind(kind: str, data) -> None:
     clear = np.abs(expected - ref_threshold) > 1e-9 * scale
     np.testing.assert_array_equal(flags[clear], (expected > ref_threshold)[clear])
     # A row's score never depends on its batch-mates: each row alone scores the same, within
-    # the same tolerance (BLAS may sum a one-row product in another order than a batch's).
+    # the same tolerance (BLAS may sum a one-row product in another order than a batch's), and
+    # bit for bit for a kind whose one-row requests the server scores together
+    # (rows_independent, service/serving/row_batcher.py).
     alone = np.array([served.score(Q[i : i + 1])[0] for i in range(len(Q))])
     np.testing.assert_allclose(alone, got, rtol=1e-9, atol=1e-10 * scale)
+    if served.rows_independent:
+        np.testing.assert_array_equal(alone, got)
 
 
 @pytest.mark.parametrize("kind", table.names())
@@ -173,5 +177,34 @@ def test_served_scores_match_the_library(kind: str) -> None:
     @given(data=st.data())
     def run(data) -> None:
         check_kind(kind, data)
+
+    run()
+
+
+@pytest.mark.parametrize("kind", [k for k in table.names() if table.get(k).rows_independent])
+def test_batched_rows_score_as_alone_bit_for_bit(kind: str) -> None:
+    """The kinds whose concurrent one-row requests the server scores in one call: wide rows
+    too (reductions over many features), and batches of up to 40 rows."""
+
+    @settings(max_examples=10, deadline=None, database=None)
+    @given(
+        d=st.integers(1, 40),
+        n_rows=st.integers(2, 40),
+        seed=st.integers(0, 2**32 - 1),
+        scaler=st.sampled_from(["none", "standard", "minmax", "robust"]),
+    )
+    def run(d: int, n_rows: int, seed: int, scaler: str) -> None:
+        rng = np.random.default_rng(seed)
+        X = rng.normal(size=(60, d)) * rng.uniform(0.01, 50, size=d)
+        params = detector.resolve_params(kind, {"scaler": scaler})
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            served = detector.load(detector.fit(kind, X, params, seed=seed % 1000))
+        Q = np.ascontiguousarray(
+            np.vstack([X[: n_rows // 2], rng.normal(size=(n_rows - n_rows // 2, d)) * 10])
+        )
+        batch = served.score(Q)
+        alone = np.array([served.score(Q[i : i + 1])[0] for i in range(len(Q))])
+        np.testing.assert_array_equal(alone, batch)
 
     run()

@@ -18,7 +18,6 @@ from service.settings import Settings
 from tests.service.test_http_metrics import metrics_middleware
 
 
-
 def send_all(app, requests: list[tuple[str, str, bytes]]) -> list[int]:
     async def run() -> list[int]:
         statuses = []

@@ -195,7 +195,8 @@ def scoring_route(path: str, **kwargs: Any):
 
 async def _score_one(request: Request, model: Model, with_score: bool) -> Response:
     X = model.parser.one(await read_json(request, request.app.state.settings.max_body_bytes))
-    return _json(dataplane.single_result(model, dataplane.score_row(model, X), with_score))
+    row = await dataplane.score_row(model, X)
+    return _json(dataplane.single_result(model, row, with_score))
 
 
 async def _score_many(request: Request, model: Model, with_score: bool) -> Response:

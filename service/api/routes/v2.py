@@ -154,7 +154,7 @@ async def _infer(request: Request, name: str, version: str | None) -> Response:
         return error_response(exc)
     X = parsed.features
     if X.shape[0] == 1:  # the single-row path of /prediction: no numpy calls to count it
-        anomaly, score = dataplane.score_row(model, X, ENDPOINT)
+        anomaly, score = await dataplane.score_row(model, X, ENDPOINT)
         flags, scores = np.array((anomaly,)), np.array((score,))
     else:
         result = await dataplane.score(
