@@ -1,18 +1,22 @@
 #!/usr/bin/env python3
-"""Benchmark: Vigil against a bare FastAPI no-op endpoint (the ceiling) and the seed's approach.
+"""Benchmark: Vigil against the server's own limit (an empty ASGI app), a bare FastAPI no-op
+endpoint and the seed's approach.
 
     python bench/bench.py [--quick] [--out DIR]
 
 Trains the default model (``sample-data`` + ``train``) in a temporary folder, then starts
-these servers with the same uvicorn settings (one worker, uvloop, httptools, access log off),
-pinned to core 0, and drives each with wrk pinned to core 1 (``-t1 -c16``, ``POST
-/prediction?score=true``, body ``[0.1, 0.1]``) in alternating rounds:
+these servers with the same uvicorn settings (one worker, uvloop, httptools, access log off
+unless said), pinned to core 0, and drives each with wrk pinned to core 1 (``-t1 -c16``,
+``POST /prediction?score=true``, body ``[0.1, 0.1]``) in alternating rounds:
 
-- Vigil as shipped (``python -m service serve``, every metric on);
+- Vigil as shipped (``python -m service serve``, every metric on), on ``/prediction`` and on
+  the named route ``/models/default/prediction``;
+- ``bench/servers/empty_asgi.py``: a framework-free ASGI app that reads the body and answers
+  the bytes a prediction answers: the server's own limit (the ceiling);
 - ``bench/servers/noop.py``: a FastAPI endpoint with a ``list[float]`` body returning a constant;
 - ``bench/servers/baseline.py``: the seed's way, scikit-learn ``predict`` and ``score_samples``
   on every request;
-- Vigil with its access log on, to show what that setting costs (no target).
+- Vigil and the empty app again with their access logs on (uvicorn's, to a file).
 
 It prints requests/s, p50 and p99 of each with the ratios and whether each target is met; then
 ``POST /predictions`` with 10,000 rows (one request at a time) against back-to-back in-process
@@ -43,6 +47,7 @@ import requests
 from harness import (
     CLIENT_CORE,
     CONNECTIONS,
+    NAMED_PATH,
     REPO,
     SERVER_CORE,
     SINGLE_PATH,
@@ -72,7 +77,12 @@ BATCH_ROWS = kinds.BATCH_ROWS
 BATCH_CONNECTIONS = 1  # one batch at a time, like the back-to-back in-process calls
 BATCH_PATH = "/predictions?score=true"
 
-# The issue's targets: each a ratio measured in one run.
+# The targets: each a ratio measured in one run. Against the empty ASGI app (issue #16), access
+# log off on both, and on on both:
+MIN_SHARE_OF_EMPTY = 0.50
+MIN_SHARE_OF_EMPTY_LOGGED = 0.40
+MAX_P99_OVER_EMPTY = 1.5
+# Against the FastAPI no-op, the seed's way and scikit-learn (issues #1-#9):
 MIN_SHARE_OF_NOOP = 0.80
 MAX_P99_OVER_NOOP = 1.30
 MIN_TIMES_BASELINE = 30.0
@@ -248,6 +258,8 @@ def measure(mode: Mode, kind_names: list[str], kinds_mode: kinds.KindsMode) -> d
             vigil_server("Vigil", free_port(), tmp, model_env),
             uvicorn_server("baseline", "baseline:app", free_port(), tmp, env),
             vigil_server("Vigil+log", free_port(), tmp, model_env, access_log=True),
+            uvicorn_server("empty ASGI", "empty_asgi:app", free_port(), tmp),
+            uvicorn_server("empty ASGI+log", "empty_asgi:app", free_port(), tmp, access_log=True),
         ]
         kinds_vigil = kinds.server(registry, kind_names, free_port(), tmp)
         for s in [*servers, kinds_vigil]:
@@ -256,11 +268,15 @@ def measure(mode: Mode, kind_names: list[str], kinds_mode: kinds.KindsMode) -> d
         kinds_vigil.wait_ready()
         if answers["Vigil"]["anomaly_score"] != answers["baseline"]["anomaly_score"]:
             raise AssertionError(f"Vigil and the baseline disagree: {answers}")
-        noop, vigil = servers[0], servers[1]
+        noop, vigil, vigil_logged = servers[0], servers[1], servers[3]
 
         print("single row, default model:", flush=True)
         rounds = alternating_rounds(
-            [(s.name, s.url + SINGLE_PATH) for s in servers],
+            [
+                *((s.name, s.url + SINGLE_PATH) for s in servers),
+                ("Vigil /models", vigil.url + NAMED_PATH),
+                ("Vigil+log /models", vigil_logged.url + NAMED_PATH),
+            ],
             mode.rounds,
             mode.seconds,
             mode.warmup,
@@ -271,8 +287,9 @@ def measure(mode: Mode, kind_names: list[str], kinds_mode: kinds.KindsMode) -> d
         http_latency = http_batch_latency(vigil.url, mode.batch_sizes, tmp, mode.latency_seconds)
         rss = {s.name: s.rss_mb() for s in servers}
         vigil_peak = vigil.peak_rss_mb()
-        for s in servers[1:]:
-            s.stop()
+        for s in servers:
+            if s is not noop:  # the kinds are measured against it next
+                s.stop()
 
         print("every detector kind:", flush=True)
         per_kind = kinds.measure(
@@ -313,11 +330,42 @@ def measure(mode: Mode, kind_names: list[str], kinds_mode: kinds.KindsMode) -> d
 # ------------------------------------------------------------------------------------ report
 
 
+def ceiling_targets(r: dict) -> list[tuple[bool, str]]:
+    """Issue #16: each Vigil route against the empty ASGI app, access log off and on."""
+    single = {name: WrkResult(**v) for name, v in r["single"].items()}
+    out = []
+    for logged, share in (("", MIN_SHARE_OF_EMPTY), ("+log", MIN_SHARE_OF_EMPTY_LOGGED)):
+        empty = single[f"empty ASGI{logged}"]
+        for route in ("", " /models"):
+            name = f"Vigil{logged}{route}"
+            vigil = single[name]
+            out.append(
+                (
+                    vigil.rps >= share * empty.rps,
+                    f"{name} req/s >= {share:.0%} of the empty ASGI app's{logged and ' (logs on)'}:"
+                    f" {vigil.rps / empty.rps:.0%} ({vigil.rps:,.0f} vs {empty.rps:,.0f})",
+                )
+            )
+        if not logged:
+            for route in ("", " /models"):
+                vigil = single[f"Vigil{route}"]
+                out.append(
+                    (
+                        vigil.p99_ms <= MAX_P99_OVER_EMPTY * empty.p99_ms,
+                        f"Vigil{route} p99 <= {MAX_P99_OVER_EMPTY}x the empty ASGI app's:"
+                        f" {vigil.p99_ms / empty.p99_ms:.2f}x ({fmt_ms(vigil.p99_ms)} vs"
+                        f" {fmt_ms(empty.p99_ms)})",
+                    )
+                )
+    return out
+
+
 def targets(r: dict) -> list[tuple[bool, str]]:
     noop, vigil, base = (WrkResult(**r["single"][k]) for k in ("no-op", "Vigil", "baseline"))
     batch, sklearn_rows = r["batch"]["rows_per_s"], r["batch"]["sklearn_rows_per_s"]
     rss = max(r["rss_mb"]["vigil_single_rows"], r["rss_mb"]["Vigil"])
     return [
+        *ceiling_targets(r),
         (
             vigil.rps >= MIN_SHARE_OF_NOOP * noop.rps,
             f"Vigil req/s >= {MIN_SHARE_OF_NOOP:.0%} of the no-op's: {vigil.rps / noop.rps:.0%}"
@@ -354,8 +402,8 @@ def render(r: dict, mode_name: str, stamp: dt.datetime) -> list[str]:
         f"Vigil benchmark ({mode_name}), {stamp:%Y-%m-%d %H:%M} UTC",
         f"machine: {os.cpu_count()} cores, {platform.machine()}, Linux {platform.release()},"
         f" Python {platform.python_version()}; {pin}",
-        "servers: uvicorn, 1 worker, uvloop, httptools, access log off (Vigil: python -m service"
-        " serve; the others: python -m uvicorn)",
+        "servers: uvicorn, 1 worker, uvloop, httptools, access log off unless +log (Vigil:"
+        " python -m service serve; the others: python -m uvicorn)",
         f"load: wrk -t1 -c{CONNECTIONS} -d{mode.seconds}s --latency -s bench/post.lua, POST"
         f" {SINGLE_PATH}, body [0.1, 0.1]; median of {mode.rounds} alternating round(s)",
         "",
@@ -363,30 +411,41 @@ def render(r: dict, mode_name: str, stamp: dt.datetime) -> list[str]:
     single = {name: WrkResult(**v) for name, v in r["single"].items()}
     noop, base = single["no-op"], single["baseline"]
     labels = {
-        "no-op": "no-op FastAPI endpoint (ceiling)",
+        "empty ASGI": "empty ASGI app (the server's limit)",
+        "empty ASGI+log": "empty ASGI app, access log on",
+        "no-op": "no-op FastAPI endpoint",
         "Vigil": "Vigil, all metrics on",
+        "Vigil /models": "Vigil, /models/default/prediction",
+        "Vigil+log": "Vigil, access log on",
+        "Vigil+log /models": "Vigil, access log on, /models/...",
         "baseline": "baseline: sklearn per request",
-        "Vigil+log": "Vigil with access log on",
     }
+
+    def empty_of(name: str) -> WrkResult:
+        return single["empty ASGI+log" if "+log" in name else "empty ASGI"]
+
     out += table(
-        ["single row", "req/s", "p50", "p99", "vs no-op", "vs baseline"],
+        ["single row", "req/s", "p50", "p99", "vs empty ASGI", "vs no-op", "vs baseline"],
         [
             [
                 labels[name],
                 f"{s.rps:,.0f}",
                 fmt_ms(s.p50_ms),
                 fmt_ms(s.p99_ms),
+                f"{s.rps / empty_of(name).rps:.0%}",
                 f"{s.rps / noop.rps:.0%}",
                 f"{s.rps / base.rps:.1f}x",
             ]
-            for name, s in single.items()
+            for name, s in sorted(single.items(), key=lambda item: list(labels).index(item[0]))
         ],
     )
-    per_round = [
-        f"{v['rps'] / n['rps']:.0%}"
-        for v, n in zip(r["rounds"]["Vigil"], r["rounds"]["no-op"], strict=True)
-    ]
-    out.append(f"  Vigil / no-op req/s in each round: {', '.join(per_round)}")
+    out.append("  vs empty ASGI: against the empty app with the same access-log setting")
+    for vigil, ceiling in (("Vigil", "empty ASGI"), ("Vigil", "no-op")):
+        per_round = [
+            f"{v['rps'] / n['rps']:.0%}"
+            for v, n in zip(r["rounds"][vigil], r["rounds"][ceiling], strict=True)
+        ]
+        out.append(f"  {vigil} / {ceiling} req/s in each round: {', '.join(per_round)}")
     errors = sum(s.errors for s in single.values()) + r["batch"]["errors"]
     if errors:
         out.append(f"  WARNING: {errors} failed or non-2xx responses")

@@ -29,6 +29,7 @@ BENCH = REPO / "bench"
 SERVER_CORE, CLIENT_CORE = 0, 1
 CONNECTIONS = 16
 SINGLE_PATH = "/prediction?score=true"
+NAMED_PATH = "/models/default/prediction?score=true"  # the same model, by name
 SINGLE_BODY = [0.1, 0.1]
 UVICORN_FLAGS = ["--workers", "1", "--loop", "uvloop", "--http", "httptools", "--log-level", "info"]
 
@@ -123,12 +124,21 @@ class Server:
 
 
 def uvicorn_server(
-    name: str, app: str, port: int, tmp: Path, env: dict[str, str] | None = None
+    name: str,
+    app: str,
+    port: int,
+    tmp: Path,
+    env: dict[str, str] | None = None,
+    access_log: bool = False,
 ) -> Server:
-    """One of the bench's own apps (``bench/servers``) under ``python -m uvicorn``."""
+    """One of the bench's own apps (``bench/servers``) under ``python -m uvicorn``; with
+    ``access_log``, uvicorn's own access log goes to the server's log file, as Vigil's does."""
     command = [sys.executable, "-m", "uvicorn", "--app-dir", str(BENCH / "servers"), app]
-    command += ["--host", "127.0.0.1", "--port", str(port), *UVICORN_FLAGS, "--no-access-log"]
-    return Server(name, command, {**os.environ, **(env or {})}, port, tmp / f"{name}.log")
+    command += ["--host", "127.0.0.1", "--port", str(port), *UVICORN_FLAGS]
+    if not access_log:
+        command.append("--no-access-log")
+    safe = name.replace("+", "-").replace(" ", "-")
+    return Server(name, command, {**os.environ, **(env or {})}, port, tmp / f"{safe}.log")
 
 
 def model_settings(model_path: Path) -> dict[str, str]:

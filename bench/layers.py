@@ -1,15 +1,19 @@
 #!/usr/bin/env python3
 """What each layer of ``POST /prediction?score=true`` costs: in-process, one layer off at a time.
 
-    python bench/layers.py [--quick] [--requests N] [--rounds R]
+    python bench/layers.py [--quick] [--requests N] [--rounds R] [--no-http]
 
 Each variant runs in its own process: the app is built as ``service.api.app.create_app`` builds it,
 with one layer replaced by a no-op (or configured otherwise), and driven through its ASGI
-interface with the seed's request, no network and no server in between. The figure is the
-thread's CPU time per request (less sensitive than wall time to other load on the machine),
-the best of the rounds; a layer's cost is the difference from "as shipped". The no-op
-ceiling app (bench/servers/noop.py) runs through the same driver, for scale. What uvicorn,
-httptools and the access log add is measured over HTTP by bench/bench.py.
+interface with the seed's request, no network and no server in between, 16 requests at a time
+(as wrk's 16 connections arrive: the row batcher scores each wave in one call). The figure is
+the thread's CPU time per request (less sensitive than wall time to other load on the machine),
+the best of the rounds; a layer's cost is the difference from "as shipped". The empty ASGI app
+and the FastAPI no-op (bench/servers) run through the same driver, for scale.
+
+Then, over HTTP (unless ``--no-http``), wrk against the empty ASGI app and Vigil as bench.py
+runs them: the empty app's time per request is the server's own work (uvicorn, httptools, the
+socket), and Vigil's minus it is what the app costs once it shares the core with the server.
 """
 
 from __future__ import annotations
@@ -28,21 +32,22 @@ BENCH = REPO / "bench"
 
 BODY = b"[0.1, 0.1]"
 EXPECTED_START = b'{"prediction":1,"is_anomaly":false'
+WAVE = 16  # requests in flight at once, as wrk -c16
 
 # name -> what is changed; "shipped" changes nothing.
 VARIANTS = {
     "shipped": "Vigil as shipped",
-    "no-http-metrics": "without the HTTP metrics middleware (/metrics still served)",
-    "instrumentator-middleware": "HTTP metrics by prometheus-fastapi-instrumentator's middleware",
-    "no-model-metrics": "without the model metrics (vigil_*)",
+    "framework": "the scoring route through FastAPI's middleware and router (fast lane off)",
+    "no-batching": "every row scored alone (no row batcher)",
+    "no-model": "without the model (constant scores)",
+    "no-model-metrics": "without the model metrics (vigil_*: counts, percentiles, drift bins)",
+    "no-http-metrics": "without the HTTP metrics (http_requests_*)",
     "no-validation": "without feature validation (the list straight into numpy)",
     "no-json-decode": "without JSON decoding (body read, not parsed)",
+    "no-body-read": "without reading the body (nor decoding it)",
     "no-json-encode": "without building the response JSON (constant bytes)",
-    "no-model": "without the model (constant scores)",
-    "no-fastapi-telemetry": "FastAPI's native telemetry check off",
-    "routes-on-app": "routes on the app itself, not an included router",
-    "fastapi-handler": "scoring routes on FastAPI's generic handler, not api.ScoringRoute",
-    "noop-ceiling": "the no-op ceiling app (bench/servers/noop.py), for scale",
+    "noop-ceiling": "the FastAPI no-op (bench/servers/noop.py), for scale",
+    "empty-asgi": "the empty ASGI app (bench/servers/empty_asgi.py), for scale",
 }
 
 
@@ -50,49 +55,19 @@ def patch(variant: str) -> None:
     """Replace one layer before the app is built."""
     import numpy as np
 
-    from service.api import http_metrics as http_metrics_module
+    from service.api import fast_lane, http_metrics
     from service.api.routes import predict as api
     from service.core import features as validation
+    from service.detectors import detector
     from service.models import loaded as scoring
     from service.serving import telemetry as metrics
 
-    if variant == "no-http-metrics":
-        from prometheus_fastapi_instrumentator import Instrumentator
-
-        def instrument(app) -> None:
-            Instrumentator().expose(app, include_in_schema=False, should_gzip=False)
-
-        http_metrics_module.instrument = instrument
-    elif variant == "instrumentator-middleware":
-        from prometheus_client import REGISTRY
-        from prometheus_fastapi_instrumentator import Instrumentator
-        from prometheus_fastapi_instrumentator import metrics as http_metrics
-
-        for collector in (
-            http_metrics_module.HTTP_REQUESTS,
-            http_metrics_module.HTTP_LATENCY,
-            http_metrics_module.HTTP_INPROGRESS,
-        ):
-            REGISTRY.unregister(collector)
-
-        def instrument(app) -> None:
-            instrumentator = Instrumentator(
-                should_group_status_codes=False,
-                should_ignore_untemplated=True,
-                should_instrument_requests_inprogress=True,
-                inprogress_labels=True,
-                excluded_handlers=http_metrics_module.EXCLUDED_HANDLERS,
-            )
-            instrumentator.add(http_metrics.requests())
-            instrumentator.add(
-                http_metrics.latency(
-                    buckets=http_metrics_module.LATENCY_BUCKETS, should_include_status=False
-                )
-            )
-            instrumentator.instrument(app)
-            instrumentator.expose(app, include_in_schema=False, should_gzip=False)
-
-        http_metrics_module.instrument = instrument
+    if variant == "framework":
+        fast_lane.FastLaneApp.fast_lane = False
+    elif variant == "no-batching":
+        detector.Detector.rows_independent = property(lambda self: False)
+    elif variant == "no-http-metrics":
+        http_metrics.is_excluded = lambda handler, patterns=(): True
     elif variant == "no-model-metrics":
         metrics.record_row = lambda *args: None
     elif variant == "no-validation":
@@ -104,40 +79,31 @@ def patch(variant: str) -> None:
             return [0.1, 0.1]
 
         api.read_json = read_json
+    elif variant == "no-body-read":
+
+        async def no_read(request, max_bytes):
+            return [0.1, 0.1]
+
+        api.read_json = no_read
     elif variant == "no-json-encode":
         from fastapi import Response
 
         body = EXPECTED_START + b',"model_version":"0","anomaly_score":0.5}'
         api._json = lambda content, status_code=200: Response(body, media_type="application/json")
     elif variant == "no-model":
-        constant = scoring.Scores(anomaly_score=np.array([0.5]), is_anomaly=np.array([False]))
-        scoring.Model.score = lambda self, X: constant
-    elif variant == "no-fastapi-telemetry":
-        from fastapi.telemetry import _asgi
-
-        _asgi.NativeTelemetry.enabled = lambda self: False
-    elif variant == "fastapi-handler":
-        from fastapi.routing import APIRoute
-
-        api.ScoringRoute.get_route_handler = APIRoute.get_route_handler
-    elif variant == "routes-on-app":
-        from fastapi import FastAPI
-
-        include_router = FastAPI.include_router
-
-        def include(self, router, **kwargs):
-            if router is api.router:
-                self.router.routes.extend(router.routes)
-            else:
-                include_router(self, router, **kwargs)
-
-        FastAPI.include_router = include
+        scoring.Model.score = lambda self, X: scoring.Scores(
+            anomaly_score=np.full(len(X), 0.5), is_anomaly=np.zeros(len(X), dtype=bool)
+        )
+        scoring.Model.score_one = lambda self, X: (False, 0.5)
 
 
 def build_app(variant: str, model_path: str):
-    if variant == "noop-ceiling":
+    if variant in ("noop-ceiling", "empty-asgi"):
         sys.path.insert(0, str(BENCH / "servers"))
-        from noop import app
+        if variant == "empty-asgi":
+            from empty_asgi import app
+        else:
+            from noop import app
 
         return app
     patch(variant)
@@ -188,11 +154,15 @@ async def drive(app, n_requests: int, repeats: int) -> float:
     async def send(message: dict) -> None:
         sent.append(message)
 
-    async def requests(n: int) -> None:
-        for _ in range(n):
-            sent.clear()
-            await app({**scope(), "state": dict(lifespan_scope["state"])}, receive, send)
+    async def one() -> None:
+        await app({**scope(), "state": dict(lifespan_scope["state"])}, receive, send)
 
+    async def requests(n: int) -> None:
+        for _ in range(n // WAVE):
+            sent.clear()
+            await asyncio.gather(*(one() for _ in range(WAVE)))
+
+    n_requests -= n_requests % WAVE
     await requests(min(2000, n_requests))
     if sent[0]["status"] != 200 or not sent[-1]["body"].startswith(EXPECTED_START):
         raise RuntimeError(f"unexpected answer: {sent}")
@@ -213,6 +183,39 @@ def child(variant: str, model_path: str, n_requests: int) -> None:
     print(uvloop.run(drive(app, n_requests, repeats=3)) * 1e6)
 
 
+def over_http(model: Path, tmp: Path, quick: bool) -> dict[str, float]:
+    """Median req/s of the empty ASGI app and Vigil (access logs off), as bench.py runs them."""
+    sys.path.insert(0, str(BENCH))
+    from harness import (
+        SINGLE_PATH,
+        alternating_rounds,
+        free_port,
+        model_settings,
+        uvicorn_server,
+        vigil_server,
+    )
+
+    servers = [
+        uvicorn_server("empty ASGI", "empty_asgi:app", free_port(), tmp),
+        vigil_server("Vigil", free_port(), tmp, model_settings(model)),
+    ]
+    try:
+        for server in servers:
+            server.start()
+        for server in servers:
+            server.wait_ready()
+        rounds = alternating_rounds(
+            [(s.name, s.url + SINGLE_PATH) for s in servers],
+            1 if quick else 3,
+            1 if quick else 3,
+            1,
+        )
+    finally:
+        for server in servers:
+            server.stop()
+    return {name: sorted(r.rps for r in runs)[len(runs) // 2] for name, runs in rounds.items()}
+
+
 def make_model(tmp: Path) -> Path:
     py = sys.executable
     for args in (
@@ -229,6 +232,7 @@ def main() -> int:
     parser.add_argument("--requests", type=int, help="requests per timed run")
     parser.add_argument("--rounds", type=int, help="alternating rounds (best one counts)")
     parser.add_argument("--out", type=Path, default=BENCH / "results", help="results folder")
+    parser.add_argument("--no-http", action="store_true", help="skip the wrk comparison")
     parser.add_argument("--variant", help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -251,6 +255,7 @@ def main() -> int:
                     raise RuntimeError(f"{variant} failed:\n{out.stderr}")
                 samples[variant].append(float(out.stdout.split()[-1]))
             print(f"  round {r + 1}/{rounds} done", file=sys.stderr, flush=True)
+        http = None if args.no_http else over_http(model, Path(tmp), args.quick)
 
     best = {variant: min(times) for variant, times in samples.items()}
     shipped = best["shipped"]
@@ -267,6 +272,16 @@ def main() -> int:
         "  (layer cost: as shipped minus the variant. Other load on the machine moves single"
         f" runs: as shipped ranged over {spread:.1f} µs across the rounds)"
     )
+    if http is not None:
+        empty_us, vigil_us = (1e6 / http[name] for name in ("empty ASGI", "Vigil"))
+        lines += [
+            "over HTTP (wrk -c16 on the other core, median of alternating rounds): µs per request",
+            f"  empty ASGI app {empty_us:6.1f}  (the server's own work: uvicorn, httptools)",
+            f"  Vigil          {vigil_us:6.1f}  ({http['Vigil'] / http['empty ASGI']:.0%} of the"
+            f" empty app's req/s)",
+            f"  Vigil's app over HTTP {vigil_us - empty_us:.1f} µs, in-process {shipped:.1f} µs:"
+            f" {(vigil_us - empty_us) / shipped:.1f}x once it shares the core with the server",
+        ]
     text = "\n".join(lines) + "\n"
     print(text, end="")
     args.out.mkdir(parents=True, exist_ok=True)

@@ -135,23 +135,30 @@ class FastLane:
         lanes = [*self._exact.values(), *(lane for ls in self._templated.values() for lane in ls)]
         return [lane.route.path for lane in lanes]
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST" and not scope.get("root_path"):
-            path = scope["path"]
-            lane = self._exact.get(path)
-            if lane is not None:
-                await self._serve(lane, {}, scope, receive, send)
-                return
-            segments = _segments(path)
-            for lane in self._templated.get(len(segments), ()):
-                if all(segments[i] == text for i, text in lane.literals):
-                    params = {name: segments[i] for i, name in lane.params}
-                    if all(params.values()):  # Starlette's {name} matches one or more chars
-                        await self._serve(lane, params, scope, receive, send)
-                        return
-        await self.app(scope, receive, send)
+    def match(self, scope: Scope) -> tuple[_Lane, dict[str, str]] | None:
+        """The lane and path parameters for an HTTP request, or None for FastAPI's router."""
+        if scope["method"] != "POST" or scope.get("root_path"):
+            return None
+        path = scope["path"]
+        lane = self._exact.get(path)
+        if lane is not None:
+            return lane, {}
+        segments = _segments(path)
+        for lane in self._templated.get(len(segments), ()):
+            if all(segments[i] == text for i, text in lane.literals):
+                params = {name: segments[i] for i, name in lane.params}
+                if all(params.values()):  # Starlette's {name} matches one or more characters
+                    return lane, params
+        return None
 
-    async def _serve(
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        found = self.match(scope) if scope["type"] == "http" else None
+        if found is None:
+            await self.app(scope, receive, send)
+        else:
+            await self.serve(*found, scope, receive, send)
+
+    async def serve(
         self, lane: _Lane, params: dict[str, str], scope: Scope, receive: Receive, send: Send
     ) -> None:
         start = perf_counter()
@@ -216,6 +223,19 @@ class FastLaneApp(FastAPI):
     """
 
     fast_lane: bool = True
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # For an HTTP request FastAPI's and Starlette's __call__ only set scope["app"] (and
+        # root_path, when the app has one) before calling the middleware stack: the fast lane
+        # does that itself, two calls sooner.
+        stack = self.middleware_stack
+        if type(stack) is FastLane and scope["type"] == "http" and not self.root_path:
+            found = stack.match(scope)
+            if found is not None:
+                scope["app"] = self
+                await stack.serve(*found, scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
 
     def build_middleware_stack(self) -> ASGIApp:
         stack = super().build_middleware_stack()

@@ -29,6 +29,8 @@ from prometheus_fastapi_instrumentator.routing import get_route_name
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.serving.telemetry import observe_one
+
 # From 0.5 ms (a fast single-row call) to 10 s (a large batch on a loaded machine).
 LATENCY_BUCKETS = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -87,7 +89,7 @@ class HandlerSeries:
     def finished(self, status: int, seconds: float) -> None:
         """One request answered ``status`` after ``seconds`` (in progress since ``inc``)."""
         self.inprogress.dec()
-        self.latency.observe(seconds)
+        observe_one(self.latency, seconds)
         counter = self.requests_by_status.get(status)
         if counter is None:
             counter = self.requests_by_status[status] = HTTP_REQUESTS.labels(

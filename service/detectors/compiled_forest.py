@@ -68,6 +68,8 @@ _TREE_LEAF = -1
 # Upper bound on (trees x rows) handled per traversal chunk: keeps the per-level temporaries
 # in cache for large batches.  Chunking rows does not change any per-row result.
 _MAX_CHUNK_CELLS = 1 << 16
+# Batches of up to this many rows keep their walk's starting arrays (see _walk_start).
+_KEPT_WALK_STARTS = 64
 
 
 def _average_path_length(n_samples_leaf: np.ndarray) -> np.ndarray:
@@ -125,9 +127,9 @@ def _mismatch(cached, recomputed) -> bool:
 class CompiledForest:
     """An ``IsolationForest`` flattened into stacked node arrays for fast exact scoring.
 
-    Build it with :meth:`from_estimator`.  The object is immutable after construction and
-    ``score_samples`` allocates only local temporaries, so one instance can be shared by
-    concurrent requests/threads.
+    Build it with :meth:`from_estimator`.  The object is immutable after construction (but for
+    a cache of read-only arrays) and ``score_samples`` writes only local temporaries, so one
+    instance can be shared by concurrent requests/threads.
     """
 
     n_features: int
@@ -160,6 +162,7 @@ class CompiledForest:
         self._n_levels = int(n_levels)
         self._denominator = denominator
         self._denominator_nonzero = bool(np.all(denominator != 0))
+        self._walk_starts: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         for arr in (roots, feature, threshold, left, missing_left, value, denominator):
             arr.flags.writeable = False
 
@@ -343,6 +346,19 @@ class CompiledForest:
         # _score_samples returns the opposite of the paper's anomaly score.
         return -scores
 
+    def _walk_start(self, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
+        """Each (tree, row)'s root node, and each row's offset in ``x``: the same arrays for
+        every batch of ``n_rows`` rows, kept (read-only) for small batches, which the server
+        scores many times a second (service/serving/row_batcher.py)."""
+        node = np.repeat(self._roots, n_rows)
+        row_offset = np.tile(
+            np.arange(0, n_rows * self.n_features, self.n_features), len(self._roots)
+        )
+        if n_rows <= _KEPT_WALK_STARTS:
+            node.flags.writeable = row_offset.flags.writeable = False
+            self._walk_starts[n_rows] = (node, row_offset)
+        return node, row_offset
+
     def _depths(self, x: np.ndarray, n_rows: int, has_nan: bool) -> np.ndarray:
         """Sum over trees (sequential, tree order) of the leaf values reached by each row.
 
@@ -360,10 +376,10 @@ class CompiledForest:
                 node = left[node] + went_right
             return np.add.accumulate(self._value[node])[-1:]
 
-        node = np.repeat(self._roots, n_rows)
-        row_offset = np.tile(
-            np.arange(0, n_rows * self.n_features, self.n_features), len(self._roots)
-        )
+        start = self._walk_starts.get(n_rows)
+        if start is None:
+            start = self._walk_start(n_rows)
+        node, row_offset = start
         for _ in range(self._n_levels):
             xv = x[row_offset + feature[node]]
             went_right = xv > threshold[node]

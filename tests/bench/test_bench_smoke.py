@@ -27,10 +27,18 @@ def test_quick_bench_prints_every_table_and_the_per_kind_targets(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
-    for row in ("no-op FastAPI endpoint", "Vigil, all metrics on", "baseline: sklearn"):
+    for row in (
+        "empty ASGI app (the server's limit)",
+        "empty ASGI app, access log on",
+        "no-op FastAPI endpoint",
+        "Vigil, all metrics on",
+        "Vigil, /models/default/prediction",
+        "baseline: sklearn",
+    ):
         assert row in out
     assert "req/s" in out and "p99" in out
-    assert out.count("[    met]") + out.count("[NOT met]") == 5
+    # Against the empty app: 4 req/s shares and 2 p99s; then the no-op, baseline, batch, RSS.
+    assert out.count("[    met]") + out.count("[NOT met]") == 11
     assert "rows/s" in out and "RSS" in out
     assert (tmp_path / "latest.txt").read_text() in out
     assert (tmp_path / "cost_growth.png").stat().st_size > 10_000
