@@ -1,13 +1,17 @@
 """HTTP routes: thin. They read the request, call a handler, and write JSON.
 
-The two scoring routes are the hot path: they are served by :class:`ScoringRoute`, which keeps
+The scoring routes are the hot path. What each answers is a :class:`Scoring` (which model, one
+row or a batch), free of FastAPI. They are declared as :class:`ScoringRoute`, which keeps
 FastAPI's routing, OpenAPI docs, error handling and query validation but skips its per-request
-dependency solving (see ``bench/README.md`` for what each layer costs).
+dependency solving; and the fast lane (``service.api.fast_lane``) serves them in front of
+FastAPI's middleware and router, calling the same :class:`Scoring` (``bench/README.md`` says
+what each layer costs).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import orjson
@@ -17,12 +21,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute, iter_route_contexts
 from starlette.datastructures import QueryParams
 from starlette.requests import ClientDisconnect
+from starlette.types import Receive, Scope
 
 from service.api import schemas
 from service.core.features import InputError, decode_json
 from service.models.loaded import Model
 from service.models.store import ModelStore
 from service.serving import dataplane
+from service.settings import Settings
 
 router = APIRouter()
 
@@ -63,9 +69,15 @@ def _json(content: object, status_code: int = 200) -> Response:
 
 
 async def read_json(request: Request, max_bytes: int) -> object:
+    """The request's JSON body: Content-Type, Content-Encoding and size checked (4xx)."""
+    return await read_json_from(request.scope, request.receive, max_bytes)
+
+
+async def read_json_from(scope: Scope, receive: Receive, max_bytes: int) -> object:
+    """:func:`read_json` from the ASGI scope and receive channel (the fast lane has no Request)."""
     # One pass over the raw headers: cheaper than three lookups in Starlette's Headers.
     ctype = length = encoding = None
-    for name, value in request.scope["headers"]:
+    for name, value in scope["headers"]:
         if name == b"content-type":
             ctype = ctype or value
         elif name == b"content-length":
@@ -85,7 +97,7 @@ async def read_json(request: Request, max_bytes: int) -> object:
         raise InputError(
             f"body is {int(length)} bytes; the limit is {max_bytes} (VIGIL_MAX_BODY_BYTES)", 413
         )
-    return decode_json(await read_body(request, max_bytes))
+    return decode_json(await read_body_from(receive, max_bytes))
 
 
 async def read_body(request: Request, max_bytes: int) -> bytes:
@@ -94,10 +106,15 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
     Reads the ASGI messages directly: Starlette's ``Request.body()`` goes through an async
     generator, which costs more than the rest of reading a one-row request.
     """
+    return await read_body_from(request.receive, max_bytes)
+
+
+async def read_body_from(receive: Receive, max_bytes: int) -> bytes:
+    """:func:`read_body` from the ASGI receive channel."""
     chunks: list[bytes] = []
     size = 0
     while True:
-        message = await request.receive()
+        message = await receive()
         if message["type"] == "http.disconnect":
             raise ClientDisconnect()
         chunk = message.get("body", b"")
@@ -128,6 +145,24 @@ class ScoringRoute(APIRoute):
 
     QUERY_CACHE_SIZE = 64  # distinct query strings remembered; clients send a handful
 
+    scoring: Scoring | None = None
+    """What the route answers, free of FastAPI, for the fast lane (set by :func:`scoring_route`)."""
+
+    def query_values(self, query_string: bytes) -> dict[str, Any]:
+        """The endpoint's query parameters from a raw query string, validated by FastAPI's own
+        function (:class:`RequestValidationError` as for any route), remembered per string."""
+        parsed = self.__dict__.setdefault("_parsed_queries", {})
+        values = parsed.get(query_string)
+        if values is None:
+            values, errors = request_params_to_args(
+                self.dependant.query_params, QueryParams(query_string)
+            )
+            if errors:
+                raise RequestValidationError(errors)
+            if len(parsed) < self.QUERY_CACHE_SIZE:
+                parsed[query_string] = values
+        return values
+
     def get_route_handler(self) -> Callable[[Request], Any]:
         dependant = self.dependant
         request_name = dependant.request_param_name
@@ -144,18 +179,7 @@ class ScoringRoute(APIRoute):
                 " query parameters only"
             )
         endpoint = dependant.call
-        query_fields = dependant.query_params
-        parsed: dict[bytes, dict[str, Any]] = {}
-
-        def query_values(query_string: bytes) -> dict[str, Any]:
-            values = parsed.get(query_string)
-            if values is None:
-                values, errors = request_params_to_args(query_fields, QueryParams(query_string))
-                if errors:
-                    raise RequestValidationError(errors)
-                if len(parsed) < self.QUERY_CACHE_SIZE:
-                    parsed[query_string] = values
-            return values
+        query_values = self.query_values
 
         checked = False
 
@@ -181,36 +205,84 @@ class ScoringRoute(APIRoute):
                 )
 
 
-def scoring_route(path: str, **kwargs: Any):
-    """``@router.post(path, **kwargs)``, served by :class:`ScoringRoute`."""
+# --- the scoring routes ------------------------------------------------------------------------
+
+Resolver = Callable[[ModelStore, Mapping[str, str]], Model]
+
+
+def _default_model(store: ModelStore, params: Mapping[str, str]) -> Model:
+    return dataplane.default_model(store)
+
+
+def _named_model(store: ModelStore, params: Mapping[str, str]) -> Model:
+    """Model ``name`` at its default alias, at ``version`` or at ``alias``."""
+    return dataplane.resolve(
+        store.catalog, params["name"], params.get("version"), params.get("alias")
+    )
+
+
+@dataclass(frozen=True)
+class Scoring:
+    """What a scoring route answers, free of FastAPI: which model (``resolve``, from the path
+    parameters), one row or a batch. The route's endpoint calls it with its Request; the fast
+    lane (``service.api.fast_lane``) calls :meth:`answer` with the ASGI scope, so both paths
+    run this one implementation."""
+
+    resolve: Resolver
+    batch: bool
+
+    async def answer(
+        self,
+        scope: Scope,
+        receive: Receive,
+        store: ModelStore,
+        settings: Settings,
+        params: Mapping[str, str],
+        with_score: bool,
+    ) -> bytes:
+        """The JSON body of a 200; refusals raise (InputError, ModelNotFound, NotReady...)."""
+        model = self.resolve(store, params)  # an unknown model is a 404 whatever the body
+        payload = await read_json_from(scope, receive, settings.max_body_bytes)
+        if not self.batch:
+            row = await dataplane.score_row(model, model.parser.one(payload))
+            return orjson.dumps(dataplane.single_result(model, row, with_score))
+        X = model.parser.many(payload, settings.max_batch_rows)
+        scores = await dataplane.score(
+            model, X, endpoint="predictions", inline_rows=settings.inline_rows
+        )
+        return orjson.dumps(dataplane.batch_result(model, scores, with_score))
+
+    async def respond(self, request: Request, with_score: bool, **params: str) -> Response:
+        state = request.app.state
+        body = await self.answer(
+            request.scope, request.receive, state.store, state.settings, params, with_score
+        )
+        return Response(body, media_type="application/json")
+
+
+def scoring_route(path: str, scoring: Scoring, **kwargs: Any):
+    """``@router.post(path, **kwargs)``, served by :class:`ScoringRoute`, answering as
+    ``scoring`` does (the endpoint must call ``scoring.respond``)."""
 
     def register(endpoint):
         router.add_api_route(
             path, endpoint, methods=["POST"], route_class_override=ScoringRoute, **kwargs
         )
+        router.routes[-1].scoring = scoring
         return endpoint
 
     return register
 
 
-async def _score_one(request: Request, model: Model, with_score: bool) -> Response:
-    X = model.parser.one(await read_json(request, request.app.state.settings.max_body_bytes))
-    row = await dataplane.score_row(model, X)
-    return _json(dataplane.single_result(model, row, with_score))
-
-
-async def _score_many(request: Request, model: Model, with_score: bool) -> Response:
-    settings = request.app.state.settings
-    payload = await read_json(request, settings.max_body_bytes)
-    X = model.parser.many(payload, settings.max_batch_rows)
-    scores = await dataplane.score(
-        model, X, endpoint="predictions", inline_rows=settings.inline_rows
-    )
-    return _json(dataplane.batch_result(model, scores, with_score))
+ONE = Scoring(_default_model, batch=False)
+MANY = Scoring(_default_model, batch=True)
+NAMED_ONE = Scoring(_named_model, batch=False)
+NAMED_MANY = Scoring(_named_model, batch=True)
 
 
 @scoring_route(
     "/prediction",
+    ONE,
     response_model=schemas.PredictionResponse,
     response_model_exclude_none=True,
     responses=_ERRORS,
@@ -218,11 +290,12 @@ async def _score_many(request: Request, model: Model, with_score: bool) -> Respo
     openapi_extra=schemas.json_body(schemas.ROW),
 )
 async def prediction(request: Request, score: ScoreQuery = False) -> Response:
-    return await _score_one(request, dataplane.default_model(request.app.state.store), score)
+    return await ONE.respond(request, score)
 
 
 @scoring_route(
     "/predictions",
+    MANY,
     response_model=schemas.BatchResponse,
     response_model_exclude_none=True,
     responses=_ERRORS,
@@ -230,17 +303,14 @@ async def prediction(request: Request, score: ScoreQuery = False) -> Response:
     openapi_extra=schemas.json_body(schemas.BATCH),
 )
 async def predictions(request: Request, score: ScoreQuery = False) -> Response:
-    return await _score_many(request, dataplane.default_model(request.app.state.store), score)
+    return await MANY.respond(request, score)
 
 
 # The named routes: a model by name at its default alias, at a version number, or at an alias.
-def _named(request: Request, name: str, version: str | None = None, alias: str | None = None):
-    return dataplane.resolve(request.app.state.store.catalog, name, version, alias)
-
-
 def _named_route(path: str, batch: bool, summary: str):
     return scoring_route(
         path,
+        NAMED_MANY if batch else NAMED_ONE,
         response_model=schemas.BatchResponse if batch else schemas.PredictionResponse,
         response_model_exclude_none=True,
         responses=_NAMED_ERRORS,
@@ -251,12 +321,12 @@ def _named_route(path: str, batch: bool, summary: str):
 
 @_named_route("/models/{name}/prediction", False, "Score one vector with a model's default")
 async def model_prediction(request: Request, name: str, score: ScoreQuery = False) -> Response:
-    return await _score_one(request, _named(request, name), score)
+    return await NAMED_ONE.respond(request, score, name=name)
 
 
 @_named_route("/models/{name}/predictions", True, "Score a batch with a model's default")
 async def model_predictions(request: Request, name: str, score: ScoreQuery = False) -> Response:
-    return await _score_many(request, _named(request, name), score)
+    return await NAMED_MANY.respond(request, score, name=name)
 
 
 @_named_route(
@@ -265,28 +335,28 @@ async def model_predictions(request: Request, name: str, score: ScoreQuery = Fal
 async def version_prediction(
     request: Request, name: str, version: str, score: ScoreQuery = False
 ) -> Response:
-    return await _score_one(request, _named(request, name, version=version), score)
+    return await NAMED_ONE.respond(request, score, name=name, version=version)
 
 
 @_named_route("/models/{name}/versions/{version}/predictions", True, "Score a batch with a version")
 async def version_predictions(
     request: Request, name: str, version: str, score: ScoreQuery = False
 ) -> Response:
-    return await _score_many(request, _named(request, name, version=version), score)
+    return await NAMED_MANY.respond(request, score, name=name, version=version)
 
 
 @_named_route("/models/{name}/aliases/{alias}/prediction", False, "Score one vector at an alias")
 async def alias_prediction(
     request: Request, name: str, alias: str, score: ScoreQuery = False
 ) -> Response:
-    return await _score_one(request, _named(request, name, alias=alias), score)
+    return await NAMED_ONE.respond(request, score, name=name, alias=alias)
 
 
 @_named_route("/models/{name}/aliases/{alias}/predictions", True, "Score a batch at an alias")
 async def alias_predictions(
     request: Request, name: str, alias: str, score: ScoreQuery = False
 ) -> Response:
-    return await _score_many(request, _named(request, name, alias=alias), score)
+    return await NAMED_MANY.respond(request, score, name=name, alias=alias)
 
 
 @router.get(
