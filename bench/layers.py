@@ -74,22 +74,22 @@ def patch(variant: str) -> None:
         validation.FeatureParser.one = lambda self, value: np.array([value], dtype=np.float64)
     elif variant == "no-json-decode":
 
-        async def read_json(request, max_bytes):
-            await api.read_body(request, max_bytes)
+        async def read_json_from(scope, receive, max_bytes):
+            await api.read_body_from(receive, max_bytes)
             return [0.1, 0.1]
 
-        api.read_json = read_json
+        api.read_json_from = read_json_from
     elif variant == "no-body-read":
 
-        async def no_read(request, max_bytes):
+        async def no_read(scope, receive, max_bytes):
             return [0.1, 0.1]
 
-        api.read_json = no_read
+        api.read_json_from = no_read
     elif variant == "no-json-encode":
-        from fastapi import Response
+        from types import SimpleNamespace
 
         body = EXPECTED_START + b',"model_version":"0","anomaly_score":0.5}'
-        api._json = lambda content, status_code=200: Response(body, media_type="application/json")
+        api.orjson = SimpleNamespace(dumps=lambda content: body)
     elif variant == "no-model":
         scoring.Model.score = lambda self, X: scoring.Scores(
             anomaly_score=np.full(len(X), 0.5), is_anomaly=np.zeros(len(X), dtype=bool)
