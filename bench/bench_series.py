@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from service.cli_series import report  # noqa: E402
+from service.cli.series import report  # noqa: E402
 from service.series.benchmark import DetectFn, detect_in_process, run_corpus  # noqa: E402
 from service.series.corpus import CorpusSeries, read_corpus  # noqa: E402
 from service.series.input import parse_timestamp  # noqa: E402

@@ -227,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     j = sub.add_parser("jobs", help="submit, watch and list training jobs on a running service")
     jobs_cli.add_arguments(j)
-    from service import cli_series
+    from service.cli import series as cli_series
 
     es = sub.add_parser(
         "evaluate-series",
@@ -605,7 +605,7 @@ def _cmd_jobs(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate_series(args: argparse.Namespace) -> int:
-    from service import cli_series
+    from service.cli import series as cli_series
 
     return cli_series.run(args)
 

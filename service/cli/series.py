@@ -1,4 +1,4 @@
-"""``python -m service.cli_series evaluate-series``: NAB-style scores of a series detector on
+"""``python -m service.cli.series evaluate-series``: NAB-style scores of a series detector on
 your own labelled series (a folder of ``timestamp,value`` CSVs and a windows JSON file).
 
 Prints the three profile scores (standard, reward_low_FP_rate, reward_low_FN_rate; each at the
@@ -46,7 +46,7 @@ def add_arguments(ev: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m service.cli_series")
+    parser = argparse.ArgumentParser(prog="python -m service.cli.series")
     sub = parser.add_subparsers(dest="command", required=True)
     add_arguments(sub.add_parser("evaluate-series", help="NAB-style scores on labelled series"))
     return parser

@@ -1,4 +1,4 @@
-"""``python -m service.cli_series evaluate-series`` on a small generated labelled corpus."""
+"""``python -m service.cli.series evaluate-series`` on a small generated labelled corpus."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ def corpus(tmp_path: Path) -> tuple[Path, Path]:
 
 def run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "service.cli_series", "evaluate-series", *args],
+        [sys.executable, "-m", "service.cli.series", "evaluate-series", *args],
         cwd=REPO,
         capture_output=True,
         text=True,
