@@ -71,16 +71,16 @@ async def score_row(
     """
     batcher = model.row_batcher
     if batcher is None and model.detector.rows_independent:
-        batcher = model.row_batcher = RowBatcher(model.score)
+        batcher = model.row_batcher = RowBatcher(model)
     if batcher is not None:
-        anomaly, score, seconds = await batcher.score(X)
+        anomaly, score = await batcher.score(X, endpoint)  # counted by the batcher
     else:
         start = time.perf_counter()
         anomaly, score = model.score_one(X)
         seconds = time.perf_counter() - start
-    telemetry.record_row(
-        model.metrics, endpoint, X, score, anomaly, model.percentile_one(score), seconds
-    )
+        telemetry.record_row(
+            model.metrics, endpoint, X, score, anomaly, model.percentile_one(score), seconds
+        )
     if anomaly and model.anomaly_hook is not None:
         model.anomaly_hook(model.name, X.tolist(), 1)
     return anomaly, score

@@ -17,49 +17,55 @@ own row in the metrics, with the duration of the call that scored it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from time import perf_counter
 
 import numpy as np
 
-from service.models.loaded import Scores
+from service.models.loaded import Model
+from service.serving import telemetry
 
-Scored = tuple[bool, float, float]
-"""(is_anomaly, anomaly_score, seconds the scoring call took)"""
+Scored = tuple[bool, float]
+"""(is_anomaly, anomaly_score)"""
 
 
 class RowBatcher:
-    """Scores single rows (1 x d arrays) with ``score`` (a model's), batched by loop turn."""
+    """Scores single rows (1 x d arrays) with ``model``, batched by event-loop turn."""
 
-    def __init__(self, score: Callable[[np.ndarray], Scores]) -> None:
-        self._score = score
+    def __init__(self, model: Model) -> None:
+        self._model = model
         self._rows: list[np.ndarray] = []
+        self._endpoints: list[str] = []
         self._waiting: list[asyncio.Future[Scored]] = []
 
-    def score(self, row: np.ndarray) -> asyncio.Future[Scored]:
-        """A future of ``row``'s result, set in the next turn of the running loop."""
+    def score(self, row: np.ndarray, endpoint: str) -> asyncio.Future[Scored]:
+        """A future of ``row``'s result, set in the next turn of the running loop; the row is
+        counted in the model metrics under ``endpoint`` once scored."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Scored] = loop.create_future()
         if not self._rows:
             loop.call_soon(self._run)
         self._rows.append(row)
+        self._endpoints.append(endpoint)
         self._waiting.append(future)
         return future
 
     def _run(self) -> None:
-        rows, waiting = self._rows, self._waiting
-        self._rows, self._waiting = [], []
+        rows, endpoints, waiting = self._rows, self._endpoints, self._waiting
+        self._rows, self._endpoints, self._waiting = [], [], []
+        model = self._model
         X = rows[0] if len(rows) == 1 else np.concatenate(rows)
         try:
             start = perf_counter()
-            scores = self._score(X)
+            scores = model.score(X)
             seconds = perf_counter() - start
+            flags, values = scores.is_anomaly.tolist(), scores.anomaly_score.tolist()
+            percentiles = [model.percentile_one(v) for v in values]
+            telemetry.record_rows(model.metrics, endpoints, X, values, flags, percentiles, seconds)
         except Exception as exc:  # each request answers it as a scoring error of its own
             for future in waiting:
                 if not future.done():
                     future.set_exception(exc)
             return
-        flags, values = scores.is_anomaly.tolist(), scores.anomaly_score.tolist()
         for future, flag, score in zip(waiting, flags, values, strict=True):
             if not future.done():  # a request cancelled meanwhile is not answered
-                future.set_result((flag, score, seconds))
+                future.set_result((flag, score))

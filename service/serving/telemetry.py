@@ -11,6 +11,7 @@ transport's: ``service.api.http_metrics``.
 from __future__ import annotations
 
 from bisect import bisect_left
+from collections import Counter as Counter_
 from typing import Any
 
 import numpy as np
@@ -119,6 +120,17 @@ class DriftCounters:
             counters[b].inc()
         self.score[self.bins.score(score)].inc()
 
+    def rows(self, X: list[list[float]], scores: list[float]) -> None:
+        """:meth:`row` for each row, as one increment per bin that any row fell in."""
+        hits: Counter_[tuple[int, int]] = Counter_()
+        bins = self.bins
+        for x in X:
+            hits.update(enumerate(bins.row(x)))
+        for (j, b), n in hits.items():
+            self.features[j][b].inc(n)
+        for b, n in Counter_(bins.score(s) for s in scores).items():
+            self.score[b].inc(n)
+
     def batch(self, X: np.ndarray, scores: np.ndarray) -> None:
         per_feature = self.bins.batch_counts(X)
         for counters, counts in zip(self.features, per_feature, strict=True):
@@ -163,6 +175,33 @@ def record_row(
         m.drift.row(x[0].tolist(), score)
 
 
+def record_rows(
+    m: ModelMetrics,
+    endpoints: list[str],
+    X: np.ndarray,
+    scores: list[float],
+    flags: list[bool],
+    percentiles: list[float],
+    seconds: float,
+) -> None:
+    """:func:`record_row` for one-row requests scored in one call (``service.serving.
+    row_batcher``): row i came from a request to ``endpoints[i]``, and each request's scoring
+    took the call's ``seconds``. The same series end up with the same counts and sums (up to
+    the order of float additions), in one increment per counter, bucket and sum touched."""
+    n = len(scores)
+    n_anomalies = sum(flags)
+    if n_anomalies:
+        m.anomaly.inc(n_anomalies)
+    if n - n_anomalies:
+        m.normal.inc(n - n_anomalies)
+    observe_all(m.percentile, percentiles)
+    for endpoint, count in Counter_(endpoints).items():
+        observe_repeated(m.inference[endpoint], seconds, count)
+        observe_repeated(_ROWS[endpoint], 1, count)
+    if m.drift is not None:
+        m.drift.rows(X.tolist(), scores)
+
+
 def record_scores(
     m: ModelMetrics,
     endpoint: str,
@@ -197,6 +236,23 @@ def observe_one(histogram: Histogram, value: float) -> None:
     """
     histogram._sum.inc(value)
     histogram._buckets[bisect_left(histogram._upper_bounds, value)].inc(1)
+
+
+def observe_repeated(histogram: Histogram, value: float, times: int) -> None:
+    """``histogram.observe(value)`` ``times`` times, as one increment of the bucket and sum."""
+    histogram._sum.inc(value * times)
+    histogram._buckets[bisect_left(histogram._upper_bounds, value)].inc(times)
+
+
+def observe_all(histogram: Histogram, values: list[float]) -> None:
+    """``histogram.observe(v)`` for each of a few values: one increment per bucket touched."""
+    if len(values) == 1:
+        observe_one(histogram, values[0])
+        return
+    bounds = histogram._upper_bounds
+    histogram._sum.inc(sum(values))
+    for i, n in Counter_(bisect_left(bounds, v) for v in values).items():
+        histogram._buckets[i].inc(n)
 
 
 def observe_many(histogram: Histogram, values: np.ndarray) -> None:

@@ -4,6 +4,7 @@ histogram exactly as prometheus_client's own ``observe``, value by value, leaves
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Histogram
@@ -72,3 +73,67 @@ def test_observe_many_is_observe(data, buckets):
     assert [s[:2] for s in got] == [s[:2] for s in expected]
     for (name, _, a), (_, _, b) in zip(got, expected, strict=True):
         assert a == b if not name.endswith("_sum") else np.isclose(a, b, rtol=1e-12, atol=1e-9)
+
+
+@pytest.fixture(scope="module")
+def model(model_path):
+    from service.models import artifact
+    from service.models.loaded import Model
+
+    return Model(artifact.load(model_path))
+
+
+def vigil_samples() -> dict:
+    from prometheus_client import REGISTRY
+
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in REGISTRY.collect()
+        if family.name.startswith("vigil_")
+        for s in family.samples
+        if not s.name.endswith("_created")
+    }
+
+
+def change(before: dict, after: dict, rename: str) -> dict:
+    """What changed, with the model label ``rename`` written as "m"."""
+    out = {}
+    for (name, labels), value in after.items():
+        moved = value - before.get((name, labels), 0.0)
+        if moved:
+            labels = tuple((k, "m" if (k, v) == ("model", rename) else v) for k, v in labels)
+            out[(name, labels)] = round(moved, 9) if name.endswith("_sum") else moved
+    return out
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    n=st.integers(1, 20),
+    seed=st.integers(0, 2**32 - 1),
+    seconds=st.floats(1e-6, 0.5),
+)
+def test_a_batch_of_rows_counts_as_each_row_would(model, n, seed, seconds):
+    """The row batcher counts its rows with record_rows: the same series change as they
+    would with one record_row per row (sums to 9 decimals: float additions in another order)."""
+    from service.serving import telemetry
+
+    rng = np.random.default_rng(seed)
+    X = np.vstack([rng.normal(0.1, 0.05, size=(n, 2)), [[5.0, -3.0]]])[rng.permutation(n + 1)]
+    scores = model.score(X)
+    flags, values = scores.is_anomaly.tolist(), scores.anomaly_score.tolist()
+    percentiles = [model.percentile_one(v) for v in values]
+    endpoints = [str(e) for e in rng.choice(["prediction", "v2"], size=len(values))]
+    reference = telemetry._reference(model)
+    assert reference is not None  # the drift bins are counted too
+    names = (f"one-{seed}-{n}", f"batch-{seed}-{n}")
+    one, batch = (telemetry.ModelMetrics(name, "1", reference) for name in names)
+
+    before = vigil_samples()
+    for i in range(len(values)):
+        telemetry.record_row(
+            one, endpoints[i], X[i : i + 1], values[i], flags[i], percentiles[i], seconds
+        )
+    middle = vigil_samples()
+    telemetry.record_rows(batch, endpoints, X, values, flags, percentiles, seconds)
+    after = vigil_samples()
+    assert change(before, middle, names[0]) == change(middle, after, names[1])
