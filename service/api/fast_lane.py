@@ -129,7 +129,8 @@ class FastLane:
             else:
                 self._exact[route.path] = lane
         self._by_class, self._server_error = _exception_handlers(app)
-        self._state = app.state  # the store and settings create_app put there
+        # The store and settings create_app put in the app's state (one each, for its life).
+        self._store, self._settings = app.state.store, app.state.settings
 
     @property
     def paths(self) -> list[str]:
@@ -180,9 +181,8 @@ class FastLane:
                     response = await lane.handler(Request(scope, receive, send))
                 else:  # a Vigil scoring route: what its endpoint runs, without Request/Response
                     with_score = route.query_values(scope["query_string"])["score"]
-                    state = self._state
                     body = await scoring.answer(
-                        scope, receive, state.store, state.settings, params, with_score
+                        scope, receive, self._store, self._settings, params, with_score
                     )
                     status = 200
                     # The two messages Response(body, media_type="application/json") sends.

@@ -84,7 +84,7 @@ async def read_json_from(scope: Scope, receive: Receive, max_bytes: int) -> obje
             length = length or value
         elif name == b"content-encoding":
             encoding = encoding or value
-    if ctype is not None:
+    if ctype is not None and ctype != b"application/json":  # what clients send, as sent
         mime = ctype.split(b";", 1)[0].strip().lower().decode("latin-1")
         if mime != "application/json" and not mime.endswith("+json"):
             raise InputError(f"Content-Type must be application/json, got {mime or 'nothing'}", 415)
@@ -148,10 +148,14 @@ class ScoringRoute(APIRoute):
     scoring: Scoring | None = None
     """What the route answers, free of FastAPI, for the fast lane (set by :func:`scoring_route`)."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._parsed_queries: dict[bytes, dict[str, Any]] = {}
+
     def query_values(self, query_string: bytes) -> dict[str, Any]:
         """The endpoint's query parameters from a raw query string, validated by FastAPI's own
         function (:class:`RequestValidationError` as for any route), remembered per string."""
-        parsed = self.__dict__.setdefault("_parsed_queries", {})
+        parsed = self._parsed_queries
         values = parsed.get(query_string)
         if values is None:
             values, errors = request_params_to_args(
