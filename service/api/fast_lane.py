@@ -3,11 +3,14 @@
 ``POST /prediction``, ``/predictions`` and the named ``/models/{name}/...prediction(s)`` are
 most of the traffic, and for a one-row request the framework around the endpoint cost more
 than the server's own work (``bench/README.md``, "Where the time goes"). This module takes
-those requests as soon as the app is called and serves them with the same pieces FastAPI
-would use, in the same order:
+those requests (and V2 infer's) as soon as the app is called and serves them with the same
+pieces FastAPI would use, in the same order:
 
-- the route's own handler (``ScoringRoute``: FastAPI's query-parameter validation, cached, and
-  the endpoint), so there is one implementation of what a scoring route answers;
+- what the route's endpoint runs, so there is one implementation of what a scoring route
+  answers: its query parameters validated by FastAPI's own function (cached per query string),
+  then its ``Scoring`` (``service.api.routes.predict``) called with the ASGI scope, and the two
+  messages ``Response`` would send; a ScoringRoute without a ``Scoring`` (V2 infer) through
+  the route's own handler, with a Request;
 - the app's own exception handlers, looked up as Starlette's ``ExceptionMiddleware`` and
   ``ServerErrorMiddleware`` look them up, so every 4xx (and a 500) has the same status, headers
   and body;
@@ -48,8 +51,8 @@ from service.api.routes.predict import ScoringRoute
 log = logging.getLogger("vigil")
 
 Handler = Callable[[Request], Awaitable[Response]]
-_JSON_TYPE = (b"content-type", b"application/json")
 ErrorHandler = Callable[[Request, Exception], Awaitable[Response]]
+_JSON_TYPE = (b"content-type", b"application/json")
 
 
 @dataclass(frozen=True)
