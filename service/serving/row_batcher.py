@@ -1,17 +1,19 @@
 """One-row requests read in the same turn of the event loop are scored in one call.
 
 Scoring one row costs a scorer mostly its fixed per-call work (for the compiled forest, a few
-dozen numpy calls on arrays of one element per tree: about 20 µs), and scoring the rows of
+dozen numpy calls on arrays of one element per tree: 20-35 µs), and scoring the rows of
 the requests that a busy server reads in one turn of its event loop (up to one per open
-connection) costs about the same as scoring one. This is what model servers call dynamic
+connection) together costs far less than one by one (ten rows: about 3 times one row's cost,
+``make bench``'s cost-growth table). This is what model servers call dynamic
 batching, without its timer: a request never waits for company. The first row of a turn
 schedules the batch with ``loop.call_soon``, which runs once the requests already started in
 this turn have added their rows; a lone request is scored one turn later.
 
 Only kinds whose batch scores equal their one-row scores bit for bit use it
 (``DetectorKind.rows_independent``, property-tested in tests/detectors/test_exactness.py), so
-an answer never depends on which other requests arrived with it. Each request still counts its
-own row in the metrics, with the duration of the call that scored it.
+an answer never depends on which other requests arrived with it. The batch is counted in the
+model metrics as its requests would be one by one (each request's row, with the duration of
+the call that scored it), in one increment per series touched (``telemetry.record_rows``).
 """
 
 from __future__ import annotations
