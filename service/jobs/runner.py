@@ -57,6 +57,8 @@ class TrainResult:
     model_version: str | None = None
     """The artifact's content hash."""
     rows: int | None = None
+    previous_version: int | None = None
+    """The version the model's default alias pointed to before the job promoted its own."""
 
 
 def public_error(exc: BaseException, data_path: Path, job: Job) -> str:
@@ -208,6 +210,7 @@ class Runner:
                         "succeeded",
                         version=value.version,
                         model_version=value.model_version,
+                        previous_version=value.previous_version,
                         rows=value.rows if value.rows is not None else active.rows,
                     )
                 else:

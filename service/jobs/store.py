@@ -69,6 +69,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     rows INTEGER,
     version INTEGER,
     model_version TEXT,
+    previous_version INTEGER,
     error TEXT,
     idempotency_key TEXT UNIQUE,
     body_hash TEXT NOT NULL,
@@ -186,6 +187,8 @@ class Job:
     cancel_requested: bool
     upload: str | None = field(default=None, repr=False)
     runner: str | None = field(default=None, repr=False)
+    previous_version: int | None = None
+    """On a promoting job's success: the version the default alias pointed to before."""
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Job:
@@ -208,6 +211,7 @@ class Job:
             cancel_requested=bool(row["cancel_requested"]),
             upload=row["upload"],
             runner=row["runner"],
+            previous_version=row["previous_version"],
         )
 
     def public(self) -> dict[str, Any]:
@@ -370,6 +374,9 @@ class JobStore:
         db = self._db()
         db.execute("PRAGMA journal_mode=WAL")  # persistent; a no-op when already WAL
         db.executescript(_SCHEMA)
+        columns = {row[1] for row in db.execute("PRAGMA table_info(jobs)")}
+        if "previous_version" not in columns:  # a job store made before the column existed
+            db.execute("ALTER TABLE jobs ADD COLUMN previous_version INTEGER")
 
     # --- connections and transactions ---------------------------------------------------
 
@@ -665,6 +672,7 @@ class JobStore:
         *,
         version: int | None = None,
         model_version: str | None = None,
+        previous_version: int | None = None,
         rows: int | None = None,
         error: str | None = None,
         events: Callable[[Job], Iterable[NewDelivery]] | None = None,
@@ -677,7 +685,7 @@ class JobStore:
         with self._tx() as db:
             row = db.execute(
                 "UPDATE jobs SET status = ?, finished_at = ?, version = ?, model_version = ?,"
-                " rows = coalesce(?, rows), error = ?, upload = NULL,"
+                " previous_version = ?, rows = coalesce(?, rows), error = ?, upload = NULL,"
                 " progress = CASE WHEN ? = 'succeeded' THEN 1.0 ELSE progress END"
                 " WHERE id = ? AND status = 'running' AND runner = ? RETURNING *",
                 (
@@ -685,6 +693,7 @@ class JobStore:
                     now_iso(),
                     version,
                     model_version,
+                    previous_version,
                     rows,
                     error,
                     status,

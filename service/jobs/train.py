@@ -65,4 +65,6 @@ def train_job(job: Job, data_path: Path, progress: Progress) -> TrainResult:
     version = Registry(settings.registry).register(
         job.model, lambda path: artifact.save(model, path), promote=job.promote
     )
-    return TrainResult(version.number, model.version, ds.n_rows)
+    return TrainResult(
+        version.number, model.version, ds.n_rows, previous_version=version.previous_default
+    )

@@ -110,7 +110,9 @@ class WebhookSender:
         if job.status == "succeeded":
             out = [self.message(TRAINING_SUCCEEDED, job.public(), job_id=job.id, model=job.model)]
             if job.promote:
-                data = promoted_data(job.model, job.version, job_id=job.id)
+                data = promoted_data(
+                    job.model, job.version, previous=job.previous_version, job_id=job.id
+                )
                 out.append(self.message(MODEL_PROMOTED, data, job_id=job.id, model=job.model))
             return out
         if job.status == "failed":

@@ -35,7 +35,7 @@ import secrets
 import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
@@ -124,6 +124,9 @@ class VersionInfo:
     sha256: str | None
     metadata: Mapping[str, Any]
     error: str | None = None
+    previous_default: int | None = None
+    """From :meth:`Registry.register` only: the version the ``default`` alias pointed to
+    before this registration moved it here (None when it did not move it, or there was none)."""
 
     @property
     def model_version(self) -> str | None:
@@ -462,10 +465,11 @@ class Registry:
                 fsync_dir(model_dir)
                 fsync_dir(self.root)
                 state.last_version = number
+                previous = None
                 if promote or DEFAULT_ALIAS not in state.aliases:
-                    state.point(DEFAULT_ALIAS, number)
+                    previous = state.point(DEFAULT_ALIAS, number)
                 state.write(model_dir)
-            return _version_info(name, number, target)
+            return replace(_version_info(name, number, target), previous_default=previous)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise

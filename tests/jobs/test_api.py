@@ -184,6 +184,7 @@ def test_submit_poll_sign_promote_and_serve_with_zero_failed_requests(service, r
     assert (promoted["model"], promoted["version"], promoted["job_id"]) == (
         "sensors", 2, second["id"],
     )  # fmt: skip
+    assert promoted["previous_version"] == 1  # the default the promotion replaced
 
     samples = scrape(service.url)
     assert metric(samples, "vigil_training_jobs", status="succeeded") >= 2

@@ -284,3 +284,31 @@ def test_json_rows_become_the_csv_a_job_reads(tmp_path):
         rows_csv(["mean", "sd"], [[1, 2], [3]])
     with pytest.raises(ValueError, match=r"rows\[0\]\[1\] \(sd\): expected a number"):
         rows_csv(["mean", "sd"], [[1, "x"]])
+
+
+def test_a_store_made_before_previous_version_existed_gains_the_column(tmp_path):
+    """Job stores written by an earlier Vigil keep working: the column is added on open, the
+    old jobs read back, and a promoting job records the default it replaced."""
+    import sqlite3
+
+    from service.jobs import store as store_module
+
+    path = tmp_path / ".jobs" / "jobs.sqlite3"
+    path.parent.mkdir(parents=True)
+    old_schema = store_module._SCHEMA.replace("    previous_version INTEGER,\n", "")
+    with sqlite3.connect(path) as db:
+        db.executescript(old_schema)
+    assert "previous_version" not in {
+        r[1] for r in sqlite3.connect(path).execute("PRAGMA table_info(jobs)")
+    }
+
+    s = JobStore(path)
+    try:
+        job, _ = s.submit("m", "iforest", {}, b"a,b\n1,2\n", promote=True)
+        claimed = s.claim("runner-1", 1)
+        assert claimed is not None and claimed.id == job.id
+        done = s.finish(job.id, "runner-1", "succeeded", version=3, previous_version=2)
+        assert (done.version, done.previous_version) == (3, 2)
+        assert s.get(job.id).previous_version == 2
+    finally:
+        s.close()

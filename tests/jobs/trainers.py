@@ -29,7 +29,9 @@ def train_iforest(job: Job, data_path: Path, progress: Progress) -> TrainResult:
     version = Registry(get_settings().registry).register(
         job.model, lambda path: artifact.save(model, path), promote=job.promote
     )
-    return TrainResult(version.number, model.version, ds.n_rows)
+    return TrainResult(
+        version.number, model.version, ds.n_rows, previous_version=version.previous_default
+    )
 
 
 def train_blocking(job: Job, data_path: Path, progress: Progress) -> int:
