@@ -164,6 +164,29 @@ def vigil_server(
     return Server(name, [sys.executable, "-m", "service", "serve"], env, port, tmp / f"{safe}.log")
 
 
+def post_scope(path: str, query: bytes, body: bytes) -> dict:
+    """The ASGI scope of a JSON POST, for the benchmarks that drive an app in-process."""
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.4"},
+        "http_version": "1.1",
+        "server": ("127.0.0.1", 8000),
+        "client": ("127.0.0.1", 50000),
+        "scheme": "http",
+        "method": "POST",
+        "root_path": "",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": query,
+        "headers": [
+            (b"host", b"127.0.0.1:8000"),
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+        ],
+        "state": {},
+    }
+
+
 # --------------------------------------------------------------------------------------- wrk
 
 

@@ -27,6 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from harness import post_scope
+
 REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "bench"
 
@@ -114,25 +116,7 @@ def build_app(variant: str, model_path: str):
 
 
 def scope() -> dict:
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.4"},
-        "http_version": "1.1",
-        "server": ("127.0.0.1", 8000),
-        "client": ("127.0.0.1", 50000),
-        "scheme": "http",
-        "method": "POST",
-        "root_path": "",
-        "path": "/prediction",
-        "raw_path": b"/prediction",
-        "query_string": b"score=true",
-        "headers": [
-            (b"host", b"127.0.0.1:8000"),
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(BODY)).encode()),
-        ],
-        "state": {},
-    }
+    return post_scope("/prediction", b"score=true", BODY)
 
 
 async def drive(app, n_requests: int, repeats: int) -> float:

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import kinds
 import numpy as np
-from harness import REPO, rows_like_the_sample_data, table
+from harness import REPO, post_scope, rows_like_the_sample_data, table
 
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
@@ -55,28 +55,6 @@ def per_call(fn: Callable[[], object], n: int, clock=time.thread_time) -> float:
             fn()
         best = min(best, (clock() - start) / n)
     return best
-
-
-def scope(path: str, query: bytes, body: bytes) -> dict:
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.4"},
-        "http_version": "1.1",
-        "server": ("127.0.0.1", 8000),
-        "client": ("127.0.0.1", 50000),
-        "scheme": "http",
-        "method": "POST",
-        "root_path": "",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": query,
-        "headers": [
-            (b"host", b"127.0.0.1:8000"),
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-        ],
-        "state": {},
-    }
 
 
 class Driver:
@@ -102,7 +80,7 @@ class Driver:
 
     def request(self, path: str, body: bytes, n: int = 1) -> bytes:
         """Send the request ``n`` times; the last answer's body (200 required)."""
-        s = scope(path, b"score=true", body)
+        s = post_scope(path, b"score=true", body)
         sent: list[dict] = []
 
         async def receive() -> dict:

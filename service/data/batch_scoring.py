@@ -64,6 +64,23 @@ class BatchResult:
     elapsed_s: float = 0.0
 
 
+def check_columns(path: Path, columns: list[str], names: tuple[str, ...], what: str) -> None:
+    """DataError unless ``columns`` (stripped; a CSV header, a Parquet schema's names) hold
+    each of the model's features ``names`` once and none of the result columns."""
+    missing = [n for n in names if n not in columns]
+    if missing:
+        raise DataError(
+            f"{path} lacks the model's features {list_names(missing)}"
+            f" ({what}: {list_names(columns)})"
+        )
+    clash = [c for c in RESULT_COLUMNS if c in columns]
+    if clash:
+        raise DataError(f"{path} already has the result columns {clash}; rename or drop them")
+    dupes = sorted({n for n in names if columns.count(n) > 1})
+    if dupes:
+        raise DataError(f"{path}: feature columns {list_names(dupes)} appear more than once")
+
+
 def score_csv(
     in_path: str | Path,
     out_path: str | Path,
@@ -162,19 +179,7 @@ class _ChunkReader:
         if first is None or is_blank(first[1], 0):
             raise DataError(f"{path} is empty: expected a header row of column names")
         header = first[1]
-        stripped = [h.strip() for h in header]
-        missing = [n for n in names if n not in stripped]
-        if missing:
-            raise DataError(
-                f"{path} lacks the model's features {list_names(missing)}"
-                f" (header: {list_names(stripped)})"
-            )
-        clash = [c for c in RESULT_COLUMNS if c in stripped]
-        if clash:
-            raise DataError(f"{path} already has the result columns {clash}; rename or drop them")
-        dupes = sorted({n for n in names if stripped.count(n) > 1})
-        if dupes:
-            raise DataError(f"{path}: feature columns {list_names(dupes)} appear more than once")
+        check_columns(path, [h.strip() for h in header], names, "header")
         return header
 
     def read(self) -> list[list[str]]:

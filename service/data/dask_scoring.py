@@ -46,6 +46,7 @@ from service.data.batch_scoring import (
     Failure,
     Progress,
     _ChunkReader,
+    check_columns,
 )
 from service.data.csvfile import CsvFile, DataError
 from service.data.dataset import default_max_line_bytes, list_names, parse_number
@@ -474,18 +475,7 @@ def _feature_columns(path: Path, schema, names: tuple[str, ...]) -> list[int]:
     import pyarrow as pa
 
     stripped = [n.strip() for n in schema.names]
-    missing = [n for n in names if n not in stripped]
-    if missing:
-        raise DataError(
-            f"{path} lacks the model's features {list_names(missing)}"
-            f" (columns: {list_names(stripped)})"
-        )
-    clash = [c for c in RESULT_COLUMNS if c in stripped]
-    if clash:
-        raise DataError(f"{path} already has the result columns {clash}; rename or drop them")
-    dupes = sorted({n for n in names if stripped.count(n) > 1})
-    if dupes:
-        raise DataError(f"{path}: feature columns {list_names(dupes)} appear more than once")
+    check_columns(path, stripped, names, "columns")
     indices = [stripped.index(n) for n in names]
     for i in indices:
         t = schema.field(i).type

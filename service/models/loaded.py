@@ -68,6 +68,8 @@ class Model:
         if self.detector.n_features != self.n_features:
             raise ArtifactError(where, "the detector's feature count differs from the metadata's")
         self.threshold = self.detector.threshold
+        # Whether the data plane may score this version's one-row requests together.
+        self.rows_independent = self.detector.rows_independent
         # The percentile of one score by bisection on a list: a few hundred nanoseconds, where
         # the vectorised calibration costs microseconds of numpy call overhead.
         self._quantiles: list[float] = self.detector.calibration.quantiles.tolist()

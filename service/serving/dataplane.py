@@ -70,7 +70,7 @@ async def score_row(
     Returns ``(is_anomaly, anomaly_score)`` as Python values.
     """
     batcher = model.row_batcher
-    if batcher is None and model.detector.rows_independent:
+    if batcher is None and model.rows_independent:
         batcher = model.row_batcher = RowBatcher(model)
     if batcher is not None:
         anomaly, score = await batcher.score(X, endpoint)  # counted by the batcher
