@@ -8,9 +8,9 @@ pieces FastAPI would use, in the same order:
 
 - what the route's endpoint runs, so there is one implementation of what a scoring route
   answers: its query parameters validated by FastAPI's own function (cached per query string),
-  then its ``Scoring`` (``service.api.routes.predict``) called with the ASGI scope, and the two
-  messages ``Response`` would send; a ScoringRoute without a ``Scoring`` (V2 infer) through
-  the route's own handler, with a Request;
+  then its ``Scoring`` (``service.api.routes.predict``; V2 infer's is in ``routes.v2``) called
+  with the ASGI scope, and the two messages its ``Reply`` makes; a ScoringRoute without a
+  ``Scoring`` through the route's own handler, with a Request;
 - the app's own exception handlers, looked up as Starlette's ``ExceptionMiddleware`` and
   ``ServerErrorMiddleware`` look them up, so every 4xx (and a 500) has the same status, headers
   and body;
@@ -52,7 +52,6 @@ log = logging.getLogger("vigil")
 
 Handler = Callable[[Request], Awaitable[Response]]
 ErrorHandler = Callable[[Request, Exception], Awaitable[Response]]
-_JSON_TYPE = (b"content-type", b"application/json")
 
 
 @dataclass(frozen=True)
@@ -180,18 +179,24 @@ class FastLane:
         try:
             try:
                 scoring = route.scoring
-                if scoring is None:  # another ScoringRoute (V2 infer): as FastAPI calls it
+                if scoring is None:  # another ScoringRoute (V2 repository): as FastAPI calls it
                     response = await lane.handler(Request(scope, receive, send))
-                else:  # a Vigil scoring route: what its endpoint runs, without Request/Response
-                    with_score = route.query_values(scope["query_string"])["score"]
-                    body = await scoring.answer(
-                        scope, receive, self._store, self._settings, params, with_score
+                else:  # what the route's endpoint runs, without a Request or a Response
+                    query = route.query_values(scope["query_string"])
+                    reply = await scoring.answer(
+                        scope, receive, self._store, self._settings, params, query
                     )
-                    status = 200
-                    # The two messages Response(body, media_type="application/json") sends.
-                    headers = [(b"content-length", str(len(body)).encode()), _JSON_TYPE]
-                    await send({"type": "http.response.start", "status": 200, "headers": headers})
-                    await send({"type": "http.response.body", "body": body})
+                    status = reply.status
+                    # The two messages reply.response() sends.
+                    length = (b"content-length", str(len(reply.body)).encode())
+                    await send(
+                        {
+                            "type": "http.response.start",
+                            "status": status,
+                            "headers": [length, *reply.headers],
+                        }
+                    )
+                    await send({"type": "http.response.body", "body": reply.body})
                     return
             except Exception as exc:
                 request = Request(scope, receive, send)

@@ -44,6 +44,9 @@ ROW_LIMIT_SETTING = "VIGIL_MAX_BATCH_ROWS"
 _NUMBER_TYPES = {int, float}  # exactly: a JSON true is not a feature value
 _SHARED_MEMORY = ("shared_memory_region", "shared_memory_byte_size", "shared_memory_offset")
 _OUTPUT_LIST = ", ".join(OUTPUTS)
+_JSON_HEADERS = ((b"content-type", b"application/json"),)
+_BINARY_TYPE = (b"content-type", b"application/octet-stream")
+_HEADER_LENGTH_KEY = HEADER_LENGTH.lower().encode()
 
 
 class V2Error(ProtocolError):
@@ -431,11 +434,12 @@ def _output_list(name: str, is_anomaly: np.ndarray, anomaly_score: np.ndarray) -
     return [float(s) for s in anomaly_score.tolist()]
 
 
-def response_headers(header_length: int | None) -> dict[str, str]:
-    """Content type and, for a binary response, ``Inference-Header-Content-Length``."""
+def response_headers(header_length: int | None) -> tuple[tuple[bytes, bytes], ...]:
+    """Content type and, for a binary response, ``Inference-Header-Content-Length``, as raw
+    (lower-case) ASGI headers."""
     if header_length is None:
-        return {"content-type": "application/json"}
-    return {"content-type": "application/octet-stream", HEADER_LENGTH: str(header_length)}
+        return _JSON_HEADERS
+    return (_BINARY_TYPE, (_HEADER_LENGTH_KEY, str(header_length).encode()))
 
 
 # --- errors with their status -----------------------------------------------------------------

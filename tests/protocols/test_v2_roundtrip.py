@@ -106,7 +106,7 @@ def test_without_outputs_tritonclient_gets_all_three_binary_and_a_plain_request_
         is_anomaly=np.array([True]), anomaly_score=np.array([0.75]),
     )  # fmt: skip
     assert out_length is None
-    assert v2.response_headers(out_length) == {"content-type": "application/json"}
+    assert dict(v2.response_headers(out_length)) == {b"content-type": b"application/json"}
     result = read_response(out, out_length)
     assert result.get_response() == {
         "model_name": "m",
@@ -125,9 +125,9 @@ def test_binary_response_headers_carry_the_json_header_length():
         model_name="m", model_version="1", request_id=None, outputs=request.outputs,
         is_anomaly=np.array([False, True]), anomaly_score=np.array([0.5, 0.8]),
     )  # fmt: skip
-    headers = v2.response_headers(out_length)
-    assert headers[v2.HEADER_LENGTH] == str(out_length)
-    assert headers["content-type"] == "application/octet-stream"
+    headers = dict(v2.response_headers(out_length))
+    assert headers[v2.HEADER_LENGTH.lower().encode()] == str(out_length).encode()
+    assert headers[b"content-type"] == b"application/octet-stream"
     assert (
         out[out_length:]
         == b"\x00\x01" + np.array([1, -1], "<i4").tobytes() + np.array([0.5, 0.8], "<f8").tobytes()

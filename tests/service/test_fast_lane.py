@@ -9,6 +9,7 @@ each request makes to the metrics (HTTP and model series; durations only by thei
 from __future__ import annotations
 
 import asyncio
+import struct
 from collections import Counter
 from pathlib import Path
 
@@ -30,6 +31,8 @@ FEATURES = ["mean", "sd"]
 JSON = [(b"content-type", b"application/json")]
 MAX_BODY = 4096
 V2 = b'{"inputs":[{"name":"x","shape":[1,2],"datatype":"FP64","data":[0.1,0.1]}]}'
+V2_BATCH = b'{"inputs":[{"name":"x","shape":[2,2],"datatype":"FP64","data":[[0.1,0.1],[3,-2]]}]}'
+V2_ID_OUTPUTS = V2[:-1] + b',"id":"r1","outputs":[{"name":"anomaly_score"}]}'
 
 # (name, method, path, query, headers, body chunks [None: the client hangs up after them])
 Request = tuple[str, str, str, bytes, list, list]
@@ -93,10 +96,30 @@ def corpus() -> list[Request]:
         "/models/sensors/predict",
     ):
         add(f"{path}", path, one)
-    add("v2 infer", "/v2/models/sensors/infer", V2, query=b"")
+    infer = "/v2/models/sensors/infer"
+    add("v2 infer", infer, V2, query=b"")
     add("v2 infer version", "/v2/models/sensors/versions/2/infer", V2, query=b"")
+    add("v2 infer unknown version", "/v2/models/sensors/versions/9/infer", V2, query=b"")
     add("v2 infer unknown", "/v2/models/nobody/infer", V2, query=b"")
-    add("v2 infer bad", "/v2/models/sensors/infer", b'{"inputs": 3}', query=b"")
+    add("v2 infer broken", "/v2/models/broken/infer", V2, query=b"")
+    add("v2 infer bad", infer, b'{"inputs": 3}', query=b"")
+    add("v2 infer empty", infer, b"", query=b"")
+    add("v2 infer no content type", infer, V2, query=b"", headers=[])
+    add("v2 infer text/plain", infer, V2, query=b"", headers=[(b"content-type", b"text/plain")])
+    add("v2 infer gzip", infer, V2, query=b"", headers=[*JSON, (b"content-encoding", b"gzip")])
+    add("v2 infer too long", infer, V2, query=b"", headers=[*JSON, (b"content-length", b"9999")])
+    add("v2 infer chunks", infer, [V2[:20], V2[20:]], query=b"")
+    add("v2 infer hangs up", infer, [V2[:20], None], query=b"")
+    add("v2 infer id and outputs", infer, V2_ID_OUTPUTS, query=b"")
+    add("v2 infer batch", infer, V2_BATCH, query=b"")
+    header = b'{"inputs":[{"name":"x","shape":[2,2],"datatype":"FP64","parameters":' + (
+        b'{"binary_data_size":32}}],"parameters":{"binary_data_output":true}}'
+    )
+    length = (b"inference-header-content-length", str(len(header)).encode())
+    binary = header + struct.pack("<4d", 0.1, 0.1, 3.0, -2.0)
+    octets = [(b"content-type", b"application/octet-stream"), length]
+    add("v2 infer binary", infer, binary, query=b"", headers=octets)
+    add("v2 infer binary truncated", infer, binary[:-8], query=b"", headers=octets)
     add("kserve v1", "/v1/models/sensors:predict", b'{"instances": [[0.1, 0.1]]}', query=b"")
     return out
 
@@ -236,6 +259,13 @@ def test_the_answers_are_what_the_routes_promise(app):
     assert statuses["/models/broken/prediction"] == 503
     assert statuses["/prediction/"] == 307
     assert statuses["v2 infer"] == statuses["kserve v1"] == 200
+    assert statuses["v2 infer binary"] == statuses["v2 infer batch"] == 200
+    assert statuses["v2 infer unknown version"] == 404
+    assert statuses["v2 infer broken"] == 503
+    assert statuses["v2 infer gzip"] == statuses["v2 infer text/plain"] == 415
+    assert statuses["v2 infer too long"] == 413
+    assert statuses["v2 infer binary truncated"] == statuses["v2 infer empty"] == 400
+    assert statuses["v2 infer hangs up"] == 499
 
 
 def test_an_unexpected_error_is_a_logged_500_on_both_paths(app, monkeypatch, caplog):

@@ -10,9 +10,10 @@ what each layer costs).
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple
 
 import orjson
 from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
@@ -225,12 +226,54 @@ def _named_model(store: ModelStore, params: Mapping[str, str]) -> Model:
     )
 
 
+JSON_TYPE = (b"content-type", b"application/json")
+
+
+class Reply(NamedTuple):
+    """A scoring route's answer: what the fast lane sends as two ASGI messages, and what
+    :meth:`response` turns into the same messages on FastAPI's path."""
+
+    body: bytes
+    status: int = 200
+    headers: tuple[tuple[bytes, bytes], ...] = (JSON_TYPE,)
+    """Raw headers after ``content-length``, which the sender adds."""
+
+    def response(self) -> Response:
+        response = Response(self.body, self.status)  # no media type: content-length alone
+        response.raw_headers.extend(self.headers)
+        return response
+
+
+class Scoring(ABC):
+    """What a scoring route answers, free of FastAPI. The route's endpoint calls
+    :meth:`respond` with its Request; the fast lane (``service.api.fast_lane``) calls
+    :meth:`answer` with the ASGI scope, so both paths run one implementation."""
+
+    @abstractmethod
+    async def answer(
+        self,
+        scope: Scope,
+        receive: Receive,
+        store: ModelStore,
+        settings: Settings,
+        params: Mapping[str, str],
+        query: Mapping[str, Any],
+    ) -> Reply:
+        """The answer to a request with these path ``params`` and validated ``query``
+        parameters; a refusal it does not answer itself raises, for the app's handlers."""
+
+    async def respond(self, request: Request, query: Mapping[str, Any], **params: str) -> Response:
+        state = request.app.state
+        reply = await self.answer(
+            request.scope, request.receive, state.store, state.settings, params, query
+        )
+        return reply.response()
+
+
 @dataclass(frozen=True)
-class Scoring:
-    """What a scoring route answers, free of FastAPI: which model (``resolve``, from the path
-    parameters), one row or a batch. The route's endpoint calls it with its Request; the fast
-    lane (``service.api.fast_lane``) calls :meth:`answer` with the ASGI scope, so both paths
-    run this one implementation."""
+class Prediction(Scoring):
+    """``/prediction(s)`` and the named ``/models/...`` routes: which model (``resolve``, from
+    the path parameters), one row or a batch; ``score`` in the query adds the scores."""
 
     resolve: Resolver
     batch: bool
@@ -242,26 +285,20 @@ class Scoring:
         store: ModelStore,
         settings: Settings,
         params: Mapping[str, str],
-        with_score: bool,
-    ) -> bytes:
-        """The JSON body of a 200; refusals raise (InputError, ModelNotFound, NotReady...)."""
+        query: Mapping[str, Any],
+    ) -> Reply:
+        """A 200 with the JSON result; refusals raise (InputError, ModelNotFound, NotReady...)."""
         model = self.resolve(store, params)  # an unknown model is a 404 whatever the body
         payload = await read_json_from(scope, receive, settings.max_body_bytes)
+        with_score = query["score"]
         if not self.batch:
             row = await dataplane.score_row(model, model.parser.one(payload))
-            return orjson.dumps(dataplane.single_result(model, row, with_score))
+            return Reply(orjson.dumps(dataplane.single_result(model, row, with_score)))
         X = model.parser.many(payload, settings.max_batch_rows)
         scores = await dataplane.score(
             model, X, endpoint="predictions", inline_rows=settings.inline_rows
         )
-        return orjson.dumps(dataplane.batch_result(model, scores, with_score))
-
-    async def respond(self, request: Request, with_score: bool, **params: str) -> Response:
-        state = request.app.state
-        body = await self.answer(
-            request.scope, request.receive, state.store, state.settings, params, with_score
-        )
-        return Response(body, media_type="application/json")
+        return Reply(orjson.dumps(dataplane.batch_result(model, scores, with_score)))
 
 
 def scoring_route(path: str, scoring: Scoring, **kwargs: Any):
@@ -278,10 +315,10 @@ def scoring_route(path: str, scoring: Scoring, **kwargs: Any):
     return register
 
 
-ONE = Scoring(_default_model, batch=False)
-MANY = Scoring(_default_model, batch=True)
-NAMED_ONE = Scoring(_named_model, batch=False)
-NAMED_MANY = Scoring(_named_model, batch=True)
+ONE = Prediction(_default_model, batch=False)
+MANY = Prediction(_default_model, batch=True)
+NAMED_ONE = Prediction(_named_model, batch=False)
+NAMED_MANY = Prediction(_named_model, batch=True)
 
 
 @scoring_route(
@@ -294,7 +331,7 @@ NAMED_MANY = Scoring(_named_model, batch=True)
     openapi_extra=schemas.json_body(schemas.ROW),
 )
 async def prediction(request: Request, score: ScoreQuery = False) -> Response:
-    return await ONE.respond(request, score)
+    return await ONE.respond(request, {"score": score})
 
 
 @scoring_route(
@@ -307,7 +344,7 @@ async def prediction(request: Request, score: ScoreQuery = False) -> Response:
     openapi_extra=schemas.json_body(schemas.BATCH),
 )
 async def predictions(request: Request, score: ScoreQuery = False) -> Response:
-    return await MANY.respond(request, score)
+    return await MANY.respond(request, {"score": score})
 
 
 # The named routes: a model by name at its default alias, at a version number, or at an alias.
@@ -325,12 +362,12 @@ def _named_route(path: str, batch: bool, summary: str):
 
 @_named_route("/models/{name}/prediction", False, "Score one vector with a model's default")
 async def model_prediction(request: Request, name: str, score: ScoreQuery = False) -> Response:
-    return await NAMED_ONE.respond(request, score, name=name)
+    return await NAMED_ONE.respond(request, {"score": score}, name=name)
 
 
 @_named_route("/models/{name}/predictions", True, "Score a batch with a model's default")
 async def model_predictions(request: Request, name: str, score: ScoreQuery = False) -> Response:
-    return await NAMED_MANY.respond(request, score, name=name)
+    return await NAMED_MANY.respond(request, {"score": score}, name=name)
 
 
 @_named_route(
@@ -339,28 +376,28 @@ async def model_predictions(request: Request, name: str, score: ScoreQuery = Fal
 async def version_prediction(
     request: Request, name: str, version: str, score: ScoreQuery = False
 ) -> Response:
-    return await NAMED_ONE.respond(request, score, name=name, version=version)
+    return await NAMED_ONE.respond(request, {"score": score}, name=name, version=version)
 
 
 @_named_route("/models/{name}/versions/{version}/predictions", True, "Score a batch with a version")
 async def version_predictions(
     request: Request, name: str, version: str, score: ScoreQuery = False
 ) -> Response:
-    return await NAMED_MANY.respond(request, score, name=name, version=version)
+    return await NAMED_MANY.respond(request, {"score": score}, name=name, version=version)
 
 
 @_named_route("/models/{name}/aliases/{alias}/prediction", False, "Score one vector at an alias")
 async def alias_prediction(
     request: Request, name: str, alias: str, score: ScoreQuery = False
 ) -> Response:
-    return await NAMED_ONE.respond(request, score, name=name, alias=alias)
+    return await NAMED_ONE.respond(request, {"score": score}, name=name, alias=alias)
 
 
 @_named_route("/models/{name}/aliases/{alias}/predictions", True, "Score a batch at an alias")
 async def alias_predictions(
     request: Request, name: str, alias: str, score: ScoreQuery = False
 ) -> Response:
-    return await NAMED_MANY.respond(request, score, name=name, alias=alias)
+    return await NAMED_MANY.respond(request, {"score": score}, name=name, alias=alias)
 
 
 @router.get(

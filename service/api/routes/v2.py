@@ -10,25 +10,30 @@ The routes are left out of ``/openapi.json``: the protocol's specification descr
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 from fastapi import APIRouter, Request, Response
+from starlette.types import Receive, Scope
 
 from service import __version__
+from service.api.routes.predict import Reply, Scoring
 from service.api.routes.protocol_http import (
+    error_reply,
     error_response,
     find_entry,
     find_model,
     json_response,
-    read_protocol_body,
+    read_protocol_body_from,
     route_maker,
 )
 from service.models.loaded import Model
-from service.models.store import Catalog
+from service.models.store import Catalog, ModelStore
 from service.protocols import v2
 from service.protocols.common import NOT_READY, ProtocolError
 from service.serving import dataplane
+from service.settings import Settings
 
 ENDPOINT = "v2"
 """The ``endpoint`` label of the model metrics for V2 infers."""
@@ -140,46 +145,58 @@ def _answer_parameters(model: Model) -> dict[str, Any]:
     return {"kind": model.kind, "content_hash": model.version}
 
 
-async def _infer(request: Request, name: str, version: str | None) -> Response:
-    settings = request.app.state.settings
-    try:
-        model = find_model(request.app.state.store.catalog, name, version)
-        body, header_length = await read_protocol_body(
-            request, settings.max_body_bytes, binary=True
+class Infer(Scoring):
+    """``POST /v2/models/{name}[/versions/{version}]/infer``: refusals answered as the
+    protocol's ``{"error": ...}``, one row scored as ``/prediction`` scores it."""
+
+    async def answer(
+        self,
+        scope: Scope,
+        receive: Receive,
+        store: ModelStore,
+        settings: Settings,
+        params: Mapping[str, str],
+        query: Mapping[str, Any],
+    ) -> Reply:
+        try:
+            model = find_model(store.catalog, params["name"], params.get("version"))
+            body, header_length = await read_protocol_body_from(
+                scope, receive, settings.max_body_bytes, binary=True
+            )
+            parsed = v2.parse_infer_request(
+                body, header_length, model.feature_names, settings.max_batch_rows
+            )
+        except ProtocolError as exc:
+            return error_reply(exc)
+        X = parsed.features
+        if X.shape[0] == 1:  # the single-row path of /prediction: no numpy calls to count it
+            anomaly, score = await dataplane.score_row(model, X, ENDPOINT)
+            flags, scores = np.array((anomaly,)), np.array((score,))
+        else:
+            result = await dataplane.score(
+                model, X, endpoint=ENDPOINT, inline_rows=settings.inline_rows
+            )
+            flags, scores = result.is_anomaly, result.anomaly_score
+        answer, header_length = v2.encode_infer_response(
+            model_name=model.name,
+            model_version=str(model.number),
+            request_id=parsed.id,
+            outputs=parsed.outputs,
+            is_anomaly=flags,
+            anomaly_score=scores,
+            parameters=_answer_parameters(model),
         )
-        parsed = v2.parse_infer_request(
-            body, header_length, model.feature_names, settings.max_batch_rows
-        )
-    except ProtocolError as exc:
-        return error_response(exc)
-    X = parsed.features
-    if X.shape[0] == 1:  # the single-row path of /prediction: no numpy calls to count it
-        anomaly, score = await dataplane.score_row(model, X, ENDPOINT)
-        flags, scores = np.array((anomaly,)), np.array((score,))
-    else:
-        result = await dataplane.score(
-            model, X, endpoint=ENDPOINT, inline_rows=settings.inline_rows
-        )
-        flags, scores = result.is_anomaly, result.anomaly_score
-    answer, header_length = v2.encode_infer_response(
-        model_name=model.name,
-        model_version=str(model.number),
-        request_id=parsed.id,
-        outputs=parsed.outputs,
-        is_anomaly=flags,
-        anomaly_score=scores,
-        parameters=_answer_parameters(model),
-    )
-    if header_length is None:  # a media type alone: cheaper than a header dict for Starlette
-        return Response(answer, media_type="application/json")
-    return Response(answer, headers=v2.response_headers(header_length))
+        return Reply(answer, headers=v2.response_headers(header_length))
 
 
-@infer_route("/v2/models/{name}/infer", "POST")
+INFER = Infer()
+
+
+@infer_route("/v2/models/{name}/infer", "POST", INFER)
 async def infer(request: Request, name: str) -> Response:
-    return await _infer(request, name, None)
+    return await INFER.respond(request, {}, name=name)
 
 
-@infer_route("/v2/models/{name}/versions/{version}/infer", "POST")
+@infer_route("/v2/models/{name}/versions/{version}/infer", "POST", INFER)
 async def version_infer(request: Request, name: str, version: str) -> Response:
-    return await _infer(request, name, version)
+    return await INFER.respond(request, {}, name=name, version=version)
