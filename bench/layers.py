@@ -71,7 +71,7 @@ def patch(variant: str) -> None:
     elif variant == "no-http-metrics":
         http_metrics.is_excluded = lambda handler, patterns=(): True
     elif variant == "no-model-metrics":
-        metrics.record_row = lambda *args: None
+        metrics.record_row = metrics.record_rows = lambda *args: None
     elif variant == "no-validation":
         validation.FeatureParser.one = lambda self, value: np.array([value], dtype=np.float64)
     elif variant == "no-json-decode":

@@ -38,14 +38,18 @@ class RowBatcher:
         self._rows: list[np.ndarray] = []
         self._endpoints: list[str] = []
         self._waiting: list[asyncio.Future[Scored]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None  # the pending batch's
 
     def score(self, row: np.ndarray, endpoint: str) -> asyncio.Future[Scored]:
         """A future of ``row``'s result, set in the next turn of the running loop; the row is
         counted in the model metrics under ``endpoint`` once scored."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Scored] = loop.create_future()
-        if not self._rows:
+        if not self._rows:  # the first row of this turn: the batch runs on the running loop
+            # Looked up once a batch: get_running_loop() makes a getpid() system call each time.
+            loop = self._loop = asyncio.get_running_loop()
             loop.call_soon(self._run)
+        else:
+            loop = self._loop
+        future: asyncio.Future[Scored] = loop.create_future()
         self._rows.append(row)
         self._endpoints.append(endpoint)
         self._waiting.append(future)
