@@ -25,8 +25,8 @@ bench_quick: $(DEV) ## the same benchmark, one short round (about 1.5 minutes; f
 	$(PY) bench/bench.py --quick
 
 .PHONY: bench_layers
-bench_layers: $(DEV) ## what each layer of a one-row prediction costs, in-process (about 4 minutes)
-	$(PY) bench/layers.py
+bench_layers: $(DEV) ## what each layer of a one-row prediction costs, in-process and over HTTP (~3 min)
+	$(PY) bench/layers.py --py-spy 10
 
 .PHONY: bench_fastforest
 bench_fastforest: $(DEV) ## compiled forest vs scikit-learn by batch size, and the crossover

@@ -113,6 +113,12 @@ class Server:
     def peak_rss_mb(self) -> float:
         return proc_status_mb(self.proc.pid, "VmHWM")
 
+    def cpu_seconds(self) -> tuple[float, float]:
+        """User and system CPU seconds the server process has used so far (all threads)."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        tick = os.sysconf("SC_CLK_TCK")
+        return int(fields[11]) / tick, int(fields[12]) / tick  # utime, stime
+
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """What each layer of ``POST /prediction?score=true`` costs: in-process, one layer off at a time.
 
-    python bench/layers.py [--quick] [--requests N] [--rounds R] [--no-http]
+    python bench/layers.py [--quick] [--requests N] [--rounds R] [--no-http] [--py-spy SECONDS]
 
 Each variant runs in its own process: the app is built as ``service.api.app.create_app`` builds it,
 with one layer replaced by a no-op (or configured otherwise), and driven through its ASGI
@@ -13,7 +13,9 @@ and the FastAPI no-op (bench/servers) run through the same driver, for scale.
 
 Then, over HTTP (unless ``--no-http``), wrk against the empty ASGI app and Vigil as bench.py
 runs them: the empty app's time per request is the server's own work (uvicorn, httptools, the
-socket), and Vigil's minus it is what the app costs once it shares the core with the server.
+socket), and Vigil's minus it is what the app costs once it shares the core with the server;
+each server's CPU time per request is read from ``/proc``. With ``--py-spy``, Vigil's CPU time
+over HTTP is then split by layer (``bench/http_profile.py``).
 """
 
 from __future__ import annotations
@@ -21,12 +23,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
+import http_profile
 from harness import post_scope
 
 REPO = Path(__file__).resolve().parents[1]
@@ -167,14 +172,30 @@ def child(variant: str, model_path: str, n_requests: int) -> None:
     print(uvloop.run(drive(app, n_requests, repeats=3)) * 1e6)
 
 
-def over_http(model: Path, tmp: Path, quick: bool) -> dict[str, float]:
-    """Median req/s of the empty ASGI app and Vigil (access logs off), as bench.py runs them."""
-    sys.path.insert(0, str(BENCH))
+@dataclass
+class OverHttp:
+    """One server under wrk: median requests/s, and its process's CPU per request."""
+
+    rps: float
+    user_us: float
+    system_us: float
+
+    @property
+    def cpu_us(self) -> float:
+        return self.user_us + self.system_us
+
+
+def over_http(
+    model: Path, tmp: Path, quick: bool, profile_seconds: int | None
+) -> tuple[dict[str, OverHttp], dict[str, float] | None]:
+    """The empty ASGI app and Vigil (access logs off) as bench.py runs them, in alternating
+    rounds: req/s and CPU per request of each; with ``profile_seconds``, Vigil's layers as
+    ``http_profile`` samples them, in a run of its own after the timed rounds."""
     from harness import (
         SINGLE_PATH,
-        alternating_rounds,
         free_port,
         model_settings,
+        run_wrk,
         uvicorn_server,
         vigil_server,
     )
@@ -183,21 +204,37 @@ def over_http(model: Path, tmp: Path, quick: bool) -> dict[str, float]:
         uvicorn_server("empty ASGI", "empty_asgi:app", free_port(), tmp),
         vigil_server("Vigil", free_port(), tmp, model_settings(model)),
     ]
+    post = BENCH / "post.lua"
+    runs: dict[str, list[tuple[float, float, float]]] = {s.name: [] for s in servers}
+    layers = None
     try:
         for server in servers:
             server.start()
         for server in servers:
             server.wait_ready()
-        rounds = alternating_rounds(
-            [(s.name, s.url + SINGLE_PATH) for s in servers],
-            1 if quick else 3,
-            1 if quick else 3,
-            1,
-        )
+            run_wrk(server.url + SINGLE_PATH, post, 1)  # warm-up
+        for r in range(1 if quick else 3):
+            for server in servers[r % 2 :] + servers[: r % 2]:
+                user, system = server.cpu_seconds()
+                result = run_wrk(server.url + SINGLE_PATH, post, 2 if quick else 5)
+                user_after, system_after = server.cpu_seconds()
+                per = 1e6 / result.requests
+                runs[server.name].append(
+                    (result.rps, (user_after - user) * per, (system_after - system) * per)
+                )
+        if profile_seconds:
+            vigil = servers[1]
+            layers = http_profile.sample(
+                vigil.proc.pid, vigil.url + SINGLE_PATH, post, profile_seconds
+            )
     finally:
         for server in servers:
             server.stop()
-    return {name: sorted(r.rps for r in runs)[len(runs) // 2] for name, runs in rounds.items()}
+    figures = {
+        name: OverHttp(*(statistics.median(column) for column in zip(*rows, strict=True)))
+        for name, rows in runs.items()
+    }
+    return figures, layers
 
 
 def make_model(tmp: Path) -> Path:
@@ -217,6 +254,12 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, help="alternating rounds (best one counts)")
     parser.add_argument("--out", type=Path, default=BENCH / "results", help="results folder")
     parser.add_argument("--no-http", action="store_true", help="skip the wrk comparison")
+    parser.add_argument(
+        "--py-spy",
+        type=int,
+        metavar="SECONDS",
+        help="also sample Vigil under wrk with py-spy for this long: where its CPU goes by layer",
+    )
     parser.add_argument("--variant", help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -226,6 +269,9 @@ def main() -> int:
         return 0
 
     rounds = args.rounds or (1 if args.quick else 5)
+    spy = bool(args.py_spy) and http_profile.available() is not None
+    if args.py_spy and not spy:
+        print("py-spy is not installed (pip install py-spy): no layer profile", file=sys.stderr)
     samples: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
     with tempfile.TemporaryDirectory(prefix="vigil-layers-") as tmp:
         model = make_model(Path(tmp))
@@ -239,7 +285,11 @@ def main() -> int:
                     raise RuntimeError(f"{variant} failed:\n{out.stderr}")
                 samples[variant].append(float(out.stdout.split()[-1]))
             print(f"  round {r + 1}/{rounds} done", file=sys.stderr, flush=True)
-        http = None if args.no_http else over_http(model, Path(tmp), args.quick)
+        http, layers = (
+            (None, None)
+            if args.no_http
+            else over_http(model, Path(tmp), args.quick, args.py_spy if spy else None)
+        )
 
     best = {variant: min(times) for variant, times in samples.items()}
     shipped = best["shipped"]
@@ -257,15 +307,28 @@ def main() -> int:
         f" runs: as shipped ranged over {spread:.1f} µs across the rounds)"
     )
     if http is not None:
-        empty_us, vigil_us = (1e6 / http[name] for name in ("empty ASGI", "Vigil"))
+        empty, vigil = http["empty ASGI"], http["Vigil"]
+        app_us = vigil.cpu_us - empty.cpu_us
         lines += [
-            "over HTTP (wrk -c16 on the other core, median of alternating rounds): µs per request",
-            f"  empty ASGI app {empty_us:6.1f}  (the server's own work: uvicorn, httptools)",
-            f"  Vigil          {vigil_us:6.1f}  ({http['Vigil'] / http['empty ASGI']:.0%} of the"
-            f" empty app's req/s)",
-            f"  Vigil's app over HTTP {vigil_us - empty_us:.1f} µs, in-process {shipped:.1f} µs:"
-            f" {(vigil_us - empty_us) / shipped:.1f}x once it shares the core with the server",
+            "over HTTP (wrk -c16 on the other core, median of alternating rounds): the server"
+            " process's CPU per request",
+            f"  empty ASGI app {empty.rps:>8,.0f} req/s {empty.cpu_us:6.1f} µs (user"
+            f" {empty.user_us:.1f}, system {empty.system_us:.1f}): the server's own work",
+            f"  Vigil          {vigil.rps:>8,.0f} req/s {vigil.cpu_us:6.1f} µs (user"
+            f" {vigil.user_us:.1f}, system {vigil.system_us:.1f}):"
+            f" {vigil.rps / empty.rps:.0%} of the empty app's req/s",
+            f"  Vigil's app over HTTP {app_us:.1f} µs, in-process {shipped:.1f} µs:"
+            f" {app_us / shipped:.1f}x once it shares the core with the server",
         ]
+        if layers:
+            lines.append(
+                f"where Vigil's CPU goes over HTTP (py-spy, {args.py_spy} s): share of its"
+                f" {vigil.cpu_us:.1f} µs per request"
+            )
+            lines += [
+                f"  {layer:<58} {share:6.1%} {share * vigil.cpu_us:6.1f} µs"
+                for layer, share in layers.items()
+            ]
     text = "\n".join(lines) + "\n"
     print(text, end="")
     args.out.mkdir(parents=True, exist_ok=True)
