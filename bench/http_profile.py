@@ -19,7 +19,7 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
-from harness import CLIENT_CORE, pinned
+from harness import CLIENT_CORE, CONNECTIONS, pinned
 
 SERVER = "server: uvicorn, httptools, uvloop, socket reads and writes"
 # (layer, substrings of a py-spy frame "function (file:line)"): the first that matches the
@@ -43,7 +43,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ),
     ("fast lane: match and dispatch", ("fast_lane.py",)),
 ]
-_IDLE = ("Condition.wait", "pthread_cond_wait", "epoll_pwait", "epoll_wait")
+_WAITING_LOOP = ("epoll_pwait", "epoll_wait")  # the event loop's innermost frame, when idle
+_WAITING_THREAD = "Condition.wait"  # anywhere in a worker thread's stack, when idle
 
 
 def available() -> str | None:
@@ -54,7 +55,7 @@ def available() -> str | None:
 
 def layer_of(stack: list[str]) -> str | None:
     """The layer of one sample's stack (root first); None for an idle thread."""
-    if any(idle in stack[-1] for idle in _IDLE) or any("Condition.wait" in f for f in stack):
+    if stack[-1].startswith(_WAITING_LOOP) or any(_WAITING_THREAD in f for f in stack):
         return None
     for frame in reversed(stack):
         for layer, keys in LAYERS:
@@ -87,7 +88,7 @@ def sample(pid: int, url: str, script: Path, seconds: int) -> dict[str, float]:
                 *pinned(CLIENT_CORE),
                 "wrk",
                 "-t1",
-                "-c16",
+                f"-c{CONNECTIONS}",
                 f"-d{seconds + 2}s",
                 "-s",
                 str(script),
